@@ -1,0 +1,1 @@
+"""Offline tools: dataset loaders, training, sklearn → ONNX conversion, evaluation, publishing."""

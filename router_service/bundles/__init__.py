@@ -1,0 +1,1 @@
+"""Where routers come from: static strategies from the config, learned ones from bundles."""

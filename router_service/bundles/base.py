@@ -1,0 +1,39 @@
+"""The router table the engine reads, and the seam that fills it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from router_service.featurizers.base import Featurizer
+from router_service.strategies.base import Strategy
+
+__all__ = ["LoadedRouter", "RouterSource", "RouterTable"]
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedRouter:
+    """A router ready to serve. ``sha256`` identifies its artifacts (decision-cache keys)."""
+
+    name: str
+    kind: str
+    version: str
+    strategy: Strategy
+    featurizer: Featurizer | None = None
+    models: tuple[str, ...] = ()
+    sha256: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class RouterTable:
+    """An immutable snapshot: hot reload swaps the whole table, never edits one in place."""
+
+    routers: Mapping[str, LoadedRouter] = field(default_factory=dict)
+    default: str = ""
+
+
+class RouterSource(Protocol):
+    """Builds the routers to serve; raises ConfigError (at start-up) when it cannot."""
+
+    def load(self) -> list[LoadedRouter]: ...

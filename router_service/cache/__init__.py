@@ -1,0 +1,1 @@
+"""Decision and feature caches."""

@@ -1,0 +1,40 @@
+"""Cache keys: hashes only, never prompt text.
+
+A feature key depends on the featurizer's artifact and the normalized text; a decision key adds
+the router's artifact, the policy and the candidate set, so a new bundle never serves an old
+decision.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from router_service.engine.types import RouteInput
+
+__all__ = ["decision_key", "feature_key", "text_hash"]
+
+
+def text_hash(text: str) -> str:
+    """sha256 of the text after whitespace normalisation (case is kept: it can matter)."""
+    normalized = " ".join(text.split())
+    return hashlib.sha256(normalized.encode("utf-8")).hexdigest()
+
+
+def feature_key(featurizer_sha: str, req: RouteInput) -> str:
+    if req.embedding is not None:
+        raise ValueError("client-supplied embeddings are not cached")
+    return f"riq:f:{featurizer_sha[:16]}:{text_hash(req.text())}"
+
+
+def decision_key(router_sha: str, req: RouteInput) -> str:
+    parts = [f"{req.policy.cost_weight!r}", f"{req.policy.min_quality!r}"]
+    parts += sorted(
+        f"{c.name}\x1f{c.input_price!r}\x1f{c.output_price!r}\x1f{c.unavailable}"
+        for c in req.candidates
+    )
+    if req.embedding is not None:
+        parts.append("emb:" + ",".join(f"{v:.6g}" for v in req.embedding))
+    else:
+        parts.append(text_hash(req.text()))
+    digest = hashlib.sha256("\x1e".join(parts).encode("utf-8")).hexdigest()
+    return f"riq:d:{router_sha[:16]}:{digest}"

@@ -1,0 +1,122 @@
+"""``routeiq-router``: run the service (``serve``) or ask it (``route``, ``routers``)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import grpc
+from google.protobuf import json_format
+
+from router_service.client import RouterClient, parse_candidates
+from router_service.config import load_settings
+from router_service.errors import ConfigError
+from router_service.runner import run
+
+__all__ = ["main"]
+
+
+def _serve(args: argparse.Namespace) -> int:
+    server: dict[str, Any] = {}
+    if args.host is not None:
+        server["host"] = args.host
+    if args.port is not None:
+        server["port"] = args.port
+    if args.workers is not None:
+        server["workers"] = args.workers
+    overrides: dict[str, Any] = {"server": server} if server else {}
+    try:
+        return run(load_settings(args.config, **overrides))
+    except ConfigError as exc:
+        print(f"routeiq-router: {exc}", file=sys.stderr)
+        return 2
+
+
+def _print(message: Any, as_json: bool) -> None:
+    data = json_format.MessageToDict(message, preserving_proto_field_name=True)
+    print(json.dumps(data, indent=None if as_json else 2))
+
+
+def _route(args: argparse.Namespace) -> int:
+    client = RouterClient(args.target, args.timeout)
+    try:
+        answer = client.route(
+            args.prompt,
+            parse_candidates(args.candidates),
+            router=args.router,
+            cost_weight=args.cost_weight,
+            request_id=args.request_id,
+        )
+    except grpc.RpcError as exc:
+        print(f"routeiq-router: {exc.code().name}: {exc.details()}", file=sys.stderr)
+        return 1
+    except ValueError as exc:
+        print(f"routeiq-router: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        client.close()
+    if args.json:
+        _print(answer, True)
+    else:
+        print(
+            f"{answer.model}  (router {answer.router}@{answer.router_version}, "
+            f"{answer.reason}, {answer.latency_us} µs)"
+        )
+    return 0
+
+
+def _routers(args: argparse.Namespace) -> int:
+    client = RouterClient(args.target, args.timeout)
+    try:
+        _print(client.list_routers(), args.json)
+    except grpc.RpcError as exc:
+        print(f"routeiq-router: {exc.code().name}: {exc.details()}", file=sys.stderr)
+        return 1
+    finally:
+        client.close()
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="routeiq-router", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the gRPC routing-decision service")
+    serve.add_argument("--config", type=Path, help="YAML config file (else $ROUTEIQ_CONFIG)")
+    serve.add_argument("--host", help="listen address (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="listen port (default 50051; 0 = any free)")
+    serve.add_argument("--workers", type=int, help="processes sharing the port (default 1)")
+    serve.set_defaults(func=_serve)
+
+    for name, func, helptext in (
+        ("route", _route, "ask the service for one decision"),
+        ("routers", _routers, "list the routers the service has loaded"),
+    ):
+        cmd = sub.add_parser(name, help=helptext)
+        cmd.add_argument("--target", default="127.0.0.1:50051", help="service address")
+        cmd.add_argument("--timeout", type=float, default=5.0, help="deadline in seconds")
+        cmd.add_argument("--json", action="store_true", help="print the answer as JSON")
+        cmd.set_defaults(func=func)
+        if name == "route":
+            cmd.add_argument("--prompt", required=True)
+            cmd.add_argument(
+                "--candidates",
+                required=True,
+                help="comma-separated NAME or NAME:INPUT_PRICE:OUTPUT_PRICE",
+            )
+            cmd.add_argument("--router", default="", help="router name (default: the default)")
+            cmd.add_argument("--cost-weight", type=float, default=0.0)
+            cmd.add_argument("--request-id", default="")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,172 @@
+"""One typed settings object for the whole service.
+
+Sources, strongest first: explicit overrides (command-line flags), environment variables with
+the ``ROUTEIQ_`` prefix (nested fields joined by ``__``, e.g. ``ROUTEIQ_SERVER__PORT=50052``),
+the YAML file (``--config FILE`` or ``ROUTEIQ_CONFIG``), then the defaults written here. Every
+option and its default is documented in the README; settings are validated once, at start-up.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+from router_service.errors import ConfigError
+
+__all__ = [
+    "EngineSettings",
+    "HealthSettings",
+    "LimitsSettings",
+    "RouterSpec",
+    "ServerSettings",
+    "Settings",
+    "TelemetrySettings",
+    "load_settings",
+]
+
+STATIC_KINDS = ("round-robin", "weighted", "fallback", "cheapest", "fixed")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServerSettings(_Section):
+    """The gRPC server: address, limits, keepalive, processes."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(50051, ge=0, le=65535)
+    workers: int = Field(1, ge=1, le=64, description="processes sharing the port (SO_REUSEPORT)")
+    event_loop: Literal["uvloop", "asyncio"] = "uvloop"
+    reflection: bool = True
+    grace_period_s: float = Field(10.0, ge=0)
+    max_message_bytes: int = Field(4 * 1024 * 1024, ge=1024)
+    max_concurrent_rpcs: int = Field(1024, ge=1)
+    keepalive_time_ms: int = Field(30_000, ge=1000)
+    keepalive_timeout_ms: int = Field(10_000, ge=100)
+    keepalive_permit_without_calls: bool = True
+    min_ping_interval_ms: int = Field(10_000, ge=0)
+
+
+class LimitsSettings(_Section):
+    """Size limits on a request; anything larger is INVALID_ARGUMENT."""
+
+    max_prompt_chars: int = Field(100_000, ge=1)
+    max_messages: int = Field(256, ge=1)
+    max_candidates: int = Field(64, ge=1)
+    max_name_chars: int = Field(256, ge=1)
+    max_embedding_dim: int = Field(4096, ge=1)
+    max_batch: int = Field(256, ge=1)
+    max_labels: int = Field(32, ge=0)
+    max_label_chars: int = Field(256, ge=1)
+
+
+class RouterSpec(_Section):
+    """A named router: a strategy kind and its parameters."""
+
+    name: str = Field(min_length=1, max_length=128)
+    strategy: str = Field(min_length=1)
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class TelemetrySettings(_Section):
+    """Where outcome reports go (a JSONL file, one object per line)."""
+
+    outcomes_path: Path = Path("var/outcomes.jsonl")
+    queue_size: int = Field(10_000, ge=1)
+
+
+class EngineSettings(_Section):
+    """Where CPU-heavy or blocking work runs, and how long it may take."""
+
+    executor_threads: int = Field(2, ge=1, le=64)
+    offload_timeout_ms: float = Field(
+        50.0, gt=0, description="featurizers and blocking strategies; past it: fallback"
+    )
+
+
+class HealthSettings(_Section):
+    """Per-model health learned from failed outcome reports."""
+
+    failure_cooldown_s: float = Field(30.0, ge=0)
+
+
+def _default_routers() -> list[RouterSpec]:
+    return [RouterSpec(name=kind, strategy=kind) for kind in STATIC_KINDS]
+
+
+class Settings(BaseSettings):
+    """Everything the service reads at start-up."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="ROUTEIQ_", env_nested_delimiter="__", extra="forbid", frozen=True
+    )
+
+    server: ServerSettings = ServerSettings()
+    limits: LimitsSettings = LimitsSettings()
+    engine: EngineSettings = EngineSettings()
+    routers: list[RouterSpec] = Field(default_factory=_default_routers)
+    default_router: str = "cheapest"
+    fallback_strategy: str = Field("fallback", description="static kind used when a router fails")
+    strategies: dict[str, str] = Field(
+        default_factory=dict, description="custom strategy kind -> 'package.module:Class'"
+    )
+    telemetry: TelemetrySettings = TelemetrySettings()
+    health: HealthSettings = HealthSettings()
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @model_validator(mode="after")
+    def _check_routers(self) -> Settings:
+        names = [r.name for r in self.routers]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"router names must be unique, repeated: {', '.join(dupes)}")
+        if self.default_router not in names:
+            raise ValueError(
+                f"default_router {self.default_router!r} is not one of the routers: "
+                + ", ".join(names)
+            )
+        return self
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Build the settings from overrides, environment, YAML file and defaults.
+
+    ``overrides`` are nested dicts (``server={"port": 0}``) merged over the other sources.
+    Raises :class:`ConfigError` with pydantic's explanation when anything is invalid.
+    """
+    path = config_file or (
+        Path(os.environ["ROUTEIQ_CONFIG"]) if "ROUTEIQ_CONFIG" in os.environ else None
+    )
+    if path is not None and not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+
+    class _FromFile(Settings):
+        @classmethod
+        def settings_customise_sources(
+            cls,
+            settings_cls: type[BaseSettings],
+            init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource,
+            dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
+            sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+            if path is not None:
+                sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=path))
+            return tuple(sources)
+
+    try:
+        loaded = _FromFile(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(f"invalid configuration: {exc}") from None
+    return Settings.model_validate(loaded.model_dump())

@@ -1,0 +1,1 @@
+"""The decision engine: validate → cache → features → strategy → answer. No gRPC in here."""

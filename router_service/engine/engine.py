@@ -1,0 +1,243 @@
+"""The decision engine.
+
+One pass per request: validate → decision cache → features → strategy → store → answer.
+Anything that fails after validation degrades to the fallback strategy (``Source.FALLBACK``)
+and the answer says why; only bad input (:class:`InvalidRequest`) and a service that is not
+ready (:class:`NotReady`) fail the call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import functools
+import logging
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
+from typing import TypeVar
+
+import numpy as np
+
+from router_service.bundles.base import LoadedRouter, RouterTable
+from router_service.cache.base import DecisionCache, FeatureCache, NoCache
+from router_service.cache.keys import decision_key, feature_key
+from router_service.config import LimitsSettings
+from router_service.engine.health import ModelHealth
+from router_service.engine.types import Choice, Decision, Outcome, RouteInput, Source
+from router_service.engine.validate import validate_route
+from router_service.errors import InvalidRequest, NotReady, UnknownRouter
+from router_service.strategies.base import Features, Strategy
+
+__all__ = ["DecisionEngine"]
+
+log = logging.getLogger(__name__)
+_T = TypeVar("_T")
+
+
+class _Degraded(Exception):
+    """A learned router could not answer; the message is a short, prompt-free reason."""
+
+
+class DecisionEngine:
+    """Answers :class:`RouteInput` with a :class:`Decision`; knows nothing about gRPC.
+
+    ``executor`` runs featurizers and blocking strategies off the event loop (``None`` =
+    inline); ``offload_timeout_s`` bounds them, past it the answer comes from ``fallback``.
+    """
+
+    def __init__(
+        self,
+        limits: LimitsSettings,
+        fallback: Strategy,
+        health: ModelHealth,
+        *,
+        cache: DecisionCache | None = None,
+        feature_cache: FeatureCache | None = None,
+        executor: Executor | None = None,
+        offload_timeout_s: float = 0.05,
+    ) -> None:
+        self._limits = limits
+        self._fallback = fallback
+        self._health = health
+        self._cache: DecisionCache = cache or NoCache()
+        self._feature_cache: FeatureCache = feature_cache or NoCache()
+        self._executor = executor
+        self._offload_timeout_s = offload_timeout_s
+        self._table: RouterTable | None = None
+
+    # -- router table ---------------------------------------------------------------------
+    def install(self, table: RouterTable) -> None:
+        """Swap in a new router table atomically; requests in flight keep the old one."""
+        if table.default not in table.routers:
+            raise ValueError(f"default router {table.default!r} is not in the table")
+        self._table = table
+
+    @property
+    def ready(self) -> bool:
+        return self._table is not None
+
+    @property
+    def table(self) -> RouterTable:
+        if self._table is None:
+            raise NotReady("routers are not loaded yet")
+        return self._table
+
+    def resolve(self, name: str) -> LoadedRouter:
+        table = self.table
+        router = table.routers.get(name or table.default)
+        if router is None:
+            raise UnknownRouter(
+                f"unknown router {name!r}; loaded: {', '.join(sorted(table.routers))}"
+            )
+        return router
+
+    # -- decisions ------------------------------------------------------------------------
+    async def route(self, req: RouteInput) -> Decision:
+        """Decide for one request. Raises InvalidRequest/UnknownRouter/NotReady only."""
+        start = time.perf_counter_ns()
+        router = self.resolve(req.router)
+        validate_route(req, self._limits)
+        self._check_input_kind(router, req)
+        return await self._decide(router, req, start)
+
+    async def route_batch(self, reqs: Sequence[RouteInput]) -> list[Decision]:
+        """Decide for many requests, answered in order. All are validated before any is routed;
+        the first invalid one fails the batch with its index in the message."""
+        start = time.perf_counter_ns()
+        if len(reqs) > self._limits.max_batch:
+            raise InvalidRequest(
+                f"{len(reqs)} requests, over the limit of {self._limits.max_batch}"
+            )
+        routers = []
+        for i, req in enumerate(reqs):
+            try:
+                router = self.resolve(req.router)
+                validate_route(req, self._limits)
+                self._check_input_kind(router, req)
+            except InvalidRequest as exc:
+                raise type(exc)(f"requests[{i}]: {exc}") from None
+            routers.append(router)
+        return [await self._decide(r, q, start) for r, q in zip(routers, reqs, strict=True)]
+
+    def record_outcome(self, outcome: Outcome) -> None:
+        if outcome.failed:
+            self._health.mark_failed(outcome.model)
+        else:
+            self._health.mark_ok(outcome.model)
+
+    # -- internals ------------------------------------------------------------------------
+    @staticmethod
+    def _check_input_kind(router: LoadedRouter, req: RouteInput) -> None:
+        featurizer = router.featurizer
+        if featurizer is None or not router.strategy.needs_features:
+            return
+        wants_vector = featurizer.name == "embedding"
+        if wants_vector and req.embedding is None:
+            raise InvalidRequest(f"router {router.name!r} needs an 'embedding' input")
+        if wants_vector and req.embedding is not None and len(req.embedding) != featurizer.dim:
+            raise InvalidRequest(
+                f"router {router.name!r} needs an embedding of {featurizer.dim} values, "
+                f"got {len(req.embedding)}"
+            )
+        if not wants_vector and req.embedding is not None:
+            raise InvalidRequest(
+                f"router {router.name!r} needs text ('prompt' or 'messages'), got an embedding"
+            )
+
+    async def _decide(self, router: LoadedRouter, req: RouteInput, start: int) -> Decision:
+        learned = router.strategy.needs_features
+        key = decision_key(router.sha256, req) if learned else ""
+        if learned:
+            cached = await self._cache.get_decision(key)
+            if cached is not None:
+                return dataclasses.replace(
+                    cached,
+                    request_id=req.request_id,
+                    source=Source.CACHE,
+                    latency_us=_since(start),
+                )
+        try:
+            features = await self._features(router, req) if learned else None
+            strategy = router.strategy
+            if getattr(strategy, "blocking", False):
+                choice = await self._offload(
+                    functools.partial(strategy.choose, req, features, self._health),
+                    f"strategy {strategy.kind}",
+                )
+            else:
+                choice = strategy.choose(req, features, self._health)
+            self._check_choice(req, choice)
+        except Exception as exc:  # degrade, never fail, once the input is valid
+            return self._degrade(router, req, exc, start)
+        decision = Decision(
+            request_id=req.request_id,
+            model=choice.model,
+            scores=choice.scores,
+            router=router.name,
+            router_version=router.version,
+            source=Source.MODEL if learned else Source.STATIC,
+            reason=choice.reason,
+            latency_us=_since(start),
+        )
+        if learned:
+            self._cache.put_decision(key, decision)
+        return decision
+
+    async def _features(self, router: LoadedRouter, req: RouteInput) -> Features:
+        if req.embedding is not None:
+            return np.asarray(req.embedding, dtype=np.float32).reshape(1, -1)
+        featurizer = router.featurizer
+        if featurizer is None:
+            raise _Degraded(f"router {router.name!r} has no featurizer")
+        key = feature_key(featurizer.sha256, req)
+        cached = await self._feature_cache.get_features(key)
+        if cached is not None:
+            return cached
+        features = await self._offload(
+            functools.partial(featurizer.featurize, [req.text()]),
+            f"featurizer {featurizer.name}",
+        )
+        self._feature_cache.put_features(key, features)
+        return features
+
+    async def _offload(self, call: Callable[[], _T], what: str) -> _T:
+        """Run ``call`` in the executor (inline without one) under the offload timeout."""
+        if self._executor is None:
+            return call()
+        job = asyncio.get_running_loop().run_in_executor(self._executor, call)
+        try:
+            return await asyncio.wait_for(job, self._offload_timeout_s)
+        except TimeoutError:
+            raise _Degraded(f"{what} over {self._offload_timeout_s * 1000:.0f} ms") from None
+
+    @staticmethod
+    def _check_choice(req: RouteInput, choice: Choice) -> None:
+        if all(c.name != choice.model for c in req.candidates):
+            raise _Degraded(f"strategy chose {choice.model!r}, not a candidate")
+
+    def _degrade(
+        self, router: LoadedRouter, req: RouteInput, exc: Exception, start: int
+    ) -> Decision:
+        why = str(exc) if isinstance(exc, _Degraded) else type(exc).__name__
+        log.warning(
+            "router %s degraded to fallback for request %s: %s",
+            router.name,
+            req.request_id or "-",
+            why,
+        )
+        choice = self._fallback.choose(req, None, self._health)
+        return Decision(
+            request_id=req.request_id,
+            model=choice.model,
+            scores=choice.scores,
+            router=router.name,
+            router_version=router.version,
+            source=Source.FALLBACK,
+            reason=f"{router.name} failed ({why}); fallback: {choice.reason}",
+            latency_us=_since(start),
+        )
+
+
+def _since(start_ns: int) -> int:
+    return (time.perf_counter_ns() - start_ns) // 1000

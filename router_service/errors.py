@@ -1,0 +1,59 @@
+"""The service's exception hierarchy.
+
+Every error the service raises on purpose is a :class:`RouteIQError`. The engine and the
+strategies know nothing about gRPC; :mod:`router_service.surfaces.status` maps these classes to
+status codes in one place:
+
+==========================  =====================
+class                       gRPC status
+==========================  =====================
+``InvalidRequest``          ``INVALID_ARGUMENT``
+``UnknownRouter``           ``INVALID_ARGUMENT``
+``NotReady``                ``UNAVAILABLE``
+``Overloaded``              ``RESOURCE_EXHAUSTED``
+anything else               ``INTERNAL`` (fixed text)
+==========================  =====================
+
+Messages of :class:`InvalidRequest` are written for the caller: they say what is wrong and
+never contain prompt text.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigError",
+    "InvalidRequest",
+    "NotReady",
+    "Overloaded",
+    "RouteIQError",
+    "StrategyError",
+    "UnknownRouter",
+]
+
+
+class RouteIQError(Exception):
+    """Base class of every error the service raises on purpose."""
+
+
+class InvalidRequest(RouteIQError):
+    """The caller sent something the service cannot answer; the message says what."""
+
+
+class UnknownRouter(InvalidRequest):
+    """The request named a router that is not loaded."""
+
+
+class NotReady(RouteIQError):
+    """The service is starting or shutting down; the caller should retry elsewhere."""
+
+
+class Overloaded(RouteIQError):
+    """A bounded queue is full; the caller should back off and retry."""
+
+
+class ConfigError(RouteIQError):
+    """The configuration is invalid; raised at start-up only."""
+
+
+class StrategyError(RouteIQError):
+    """A strategy could not decide. The engine degrades to the fallback strategy."""

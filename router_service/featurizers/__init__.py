@@ -1,0 +1,1 @@
+"""Featurizers turn request text into the feature vector a learned router scores."""

@@ -1,0 +1,83 @@
+"""Process-level running: event loop choice, logging, and one process per core.
+
+With ``server.workers > 1`` the parent starts that many worker processes (spawned, not forked:
+gRPC does not survive fork) that bind the same port with SO_REUSEPORT; the kernel spreads
+connections over them. The parent forwards SIGTERM/SIGINT and waits for every worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import os
+import signal
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from router_service.config import Settings
+from router_service.errors import ConfigError
+from router_service.server import serve
+
+__all__ = ["run"]
+
+log = logging.getLogger(__name__)
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(process)d %(name)s: %(message)s"
+    )
+
+
+def _run_loop(settings: Settings, on_ready: Callable[[int], None] | None) -> None:
+    if settings.server.event_loop == "uvloop":
+        import uvloop  # noqa: PLC0415 - optional fast loop, only when configured
+
+        uvloop.run(serve(settings, on_ready))
+    else:
+        asyncio.run(serve(settings, on_ready))
+
+
+def _worker(settings_json: str) -> None:
+    settings = Settings.model_validate_json(settings_json)
+    _configure_logging(settings.log_level)
+    _run_loop(settings, None)
+
+
+def run(settings: Settings, on_ready: Callable[[int], None] | None = None) -> int:
+    """Serve until SIGTERM/SIGINT; returns the process exit code."""
+    _configure_logging(settings.log_level)
+    if settings.server.workers == 1:
+        _run_loop(settings, on_ready)
+        return 0
+    if settings.server.port == 0:
+        raise ConfigError("server.workers > 1 needs a fixed server.port (not 0)")
+    ctx = multiprocessing.get_context("spawn")
+    procs = [
+        ctx.Process(target=_worker, args=(settings.model_dump_json(),), name=f"worker-{i}")
+        for i in range(settings.server.workers)
+    ]
+    for proc in procs:
+        proc.start()
+    log.info("started %d workers on port %d", len(procs), settings.server.port)
+
+    def forward(signum: int, _frame: Any) -> None:
+        for proc in procs:
+            if proc.pid is not None and proc.is_alive():
+                proc.terminate() if signum == signal.SIGTERM else _interrupt(proc.pid)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    for proc in procs:
+        proc.join()
+    return max((abs(p.exitcode or 0) for p in procs), default=0) and 1
+
+
+def _interrupt(pid: int) -> None:
+    os.kill(pid, signal.SIGINT)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit("use the routeiq-router command")

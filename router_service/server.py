@@ -1,0 +1,146 @@
+"""Server assembly: settings → engine → gRPC server with health and reflection.
+
+Lifecycle: the health service says NOT_SERVING until every router is loaded, then SERVING.
+On SIGTERM/SIGINT it says NOT_SERVING again, stops taking new calls, lets calls in flight
+finish for up to ``server.grace_period_s``, then drains the outcome writer and exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Callable
+from concurrent.futures import Executor, ThreadPoolExecutor
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from router_service.bundles.base import LoadedRouter, RouterTable
+from router_service.bundles.static_source import StaticSource
+from router_service.config import ServerSettings, Settings
+from router_service.engine.engine import DecisionEngine
+from router_service.engine.health import ModelHealth
+from router_service.proto import SERVICE_NAME, pb_grpc
+from router_service.strategies.registry import StrategyRegistry
+from router_service.surfaces.router_api import RouterServicer
+from router_service.telemetry.outcomes import JsonlOutcomeSink
+
+__all__ = ["RouterServer", "build_engine", "grpc_options"]
+
+log = logging.getLogger(__name__)
+
+
+def grpc_options(server: ServerSettings) -> list[tuple[str, int]]:
+    """Channel arguments for the server. SO_REUSEPORT is on only for several workers, so a
+    single process fails loudly on a port already in use."""
+    return [
+        ("grpc.max_send_message_length", server.max_message_bytes),
+        ("grpc.max_receive_message_length", server.max_message_bytes),
+        ("grpc.keepalive_time_ms", server.keepalive_time_ms),
+        ("grpc.keepalive_timeout_ms", server.keepalive_timeout_ms),
+        ("grpc.keepalive_permit_without_calls", int(server.keepalive_permit_without_calls)),
+        ("grpc.http2.min_recv_ping_interval_without_data_ms", server.min_ping_interval_ms),
+        ("grpc.http2.max_pings_without_data", 0),
+        ("grpc.so_reuseport", int(server.workers > 1)),
+    ]
+
+
+def build_engine(
+    settings: Settings, registry: StrategyRegistry, executor: Executor | None
+) -> DecisionEngine:
+    return DecisionEngine(
+        settings.limits,
+        fallback=registry.create(settings.fallback_strategy, {}),
+        health=ModelHealth(settings.health.failure_cooldown_s),
+        executor=executor,
+        offload_timeout_s=settings.engine.offload_timeout_ms / 1000,
+    )
+
+
+def load_routers(settings: Settings, registry: StrategyRegistry) -> RouterTable:
+    routers: list[LoadedRouter] = StaticSource(settings.routers, registry).load()
+    return RouterTable(routers={r.name: r for r in routers}, default=settings.default_router)
+
+
+class RouterServer:
+    """One process's gRPC server. ``start()`` returns the bound port (useful with port 0)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.registry = StrategyRegistry(settings.strategies)
+        self.executor = ThreadPoolExecutor(
+            settings.engine.executor_threads, thread_name_prefix="routeiq-offload"
+        )
+        self.engine = build_engine(settings, self.registry, self.executor)
+        self.outcomes = JsonlOutcomeSink(
+            Path(settings.telemetry.outcomes_path), settings.telemetry.queue_size
+        )
+        self.health = health.aio.HealthServicer()
+        self.port = 0
+        self._server: grpc.aio.Server | None = None
+        self._stopped = asyncio.Event()
+
+    async def start(self) -> int:
+        cfg = self.settings.server
+        server = grpc.aio.server(
+            options=grpc_options(cfg), maximum_concurrent_rpcs=cfg.max_concurrent_rpcs
+        )
+        pb_grpc.add_RouterServicer_to_server(RouterServicer(self.engine, self.outcomes), server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        if cfg.reflection:
+            names = (
+                SERVICE_NAME,
+                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                reflection.SERVICE_NAME,
+            )
+            reflection.enable_server_reflection(names, server)
+        await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
+        self.port = server.add_insecure_port(f"{cfg.host}:{cfg.port}")
+        if self.port == 0:
+            raise OSError(f"could not bind {cfg.host}:{cfg.port}")
+        self.outcomes.start()
+        await server.start()
+        self._server = server
+        self.engine.install(load_routers(self.settings, self.registry))
+        await self._set_health(health_pb2.HealthCheckResponse.SERVING)
+        log.info(
+            "serving %d router(s) on %s:%d", len(self.engine.table.routers), cfg.host, self.port
+        )
+        return self.port
+
+    async def _set_health(self, status: health_pb2.HealthCheckResponse.ServingStatus) -> None:
+        for service in ("", SERVICE_NAME):
+            await self.health.set(service, status)
+
+    async def stop(self, grace_s: float | None = None) -> None:
+        """Graceful stop: NOT_SERVING, refuse new calls, finish calls in flight, drain."""
+        if self._server is None:
+            return
+        grace = self.settings.server.grace_period_s if grace_s is None else grace_s
+        await self.health.enter_graceful_shutdown()
+        log.info("stopping: finishing calls in flight (grace %.1f s)", grace)
+        await self._server.stop(grace)
+        await self.outcomes.close()
+        self.executor.shutdown(wait=False, cancel_futures=True)
+        self._server = None
+        self._stopped.set()
+
+    async def wait_stopped(self) -> None:
+        await self._stopped.wait()
+
+
+async def serve(settings: Settings, on_ready: Callable[[int], None] | None = None) -> None:
+    """Run one server until SIGTERM or SIGINT, then stop it gracefully."""
+    server = RouterServer(settings)
+    port = await server.start()
+    if on_ready is not None:
+        on_ready(port)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await server.stop()

@@ -1,0 +1,1 @@
+"""Strategies pick one candidate. Static ones need no features; learned ones score features."""

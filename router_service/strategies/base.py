@@ -1,0 +1,53 @@
+"""The strategy seam: a small protocol every strategy implements, and shared helpers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+import numpy.typing as npt
+
+from router_service.engine.types import Candidate, CandidateScore, Choice, RouteInput
+
+__all__ = ["Features", "HealthCheck", "Strategy", "onehot_scores", "usable"]
+
+Features = npt.NDArray[np.float32]
+HealthCheck = Callable[[str], bool]
+"""``health(model) -> True`` when no recent failure was reported for the model."""
+
+
+@runtime_checkable
+class Strategy(Protocol):
+    """Chooses one of ``request.candidates``.
+
+    ``choose`` is synchronous. It runs on the event loop unless the strategy sets a class
+    attribute ``blocking = True`` (it does I/O or heavy CPU work): then it runs in the engine's
+    bounded thread pool under ``engine.offload_timeout_ms``. Any exception, or the timeout,
+    makes the engine answer from the fallback strategy. ``features`` is ``None`` unless
+    ``needs_features`` is true.
+    """
+
+    kind: str
+    needs_features: bool
+
+    def choose(
+        self, request: RouteInput, features: Features | None, health: HealthCheck
+    ) -> Choice: ...
+
+
+def usable(candidates: Sequence[Candidate], health: HealthCheck) -> tuple[list[Candidate], bool]:
+    """Candidates neither marked unavailable nor recently failed, and whether any were.
+
+    When none is usable all candidates are returned (a degraded answer beats none) with
+    ``False``.
+    """
+    ok = [c for c in candidates if not c.unavailable and health(c.name)]
+    return (ok, True) if ok else (list(candidates), False)
+
+
+def onehot_scores(candidates: Sequence[Candidate], chosen: str) -> tuple[CandidateScore, ...]:
+    return tuple(
+        CandidateScore(model=c.name, score=1.0 if c.name == chosen else 0.0, cost=c.price)
+        for c in candidates
+    )

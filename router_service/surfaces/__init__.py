@@ -1,0 +1,1 @@
+"""gRPC surfaces: thin layers that validate, convert and delegate to the engine."""

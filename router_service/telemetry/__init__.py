@@ -1,0 +1,1 @@
+"""Decision events and outcome reports for the closed loop."""

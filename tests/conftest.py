@@ -1,0 +1,54 @@
+"""Shared fixtures: an in-process server on 127.0.0.1:0 and the settings it runs with."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+
+from router_service.config import Settings, load_settings
+from router_service.proto import pb_grpc
+from router_service.server import RouterServer
+
+ServerFactory = Callable[..., Any]
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path) -> Callable[..., Settings]:
+    def make(**overrides: Any) -> Settings:
+        server = {"port": 0, "grace_period_s": 2.0, **overrides.pop("server", {})}
+        telemetry = {
+            "outcomes_path": str(tmp_path / "outcomes.jsonl"),
+            **overrides.pop("telemetry", {}),
+        }
+        return load_settings(server=server, telemetry=telemetry, **overrides)
+
+    return make
+
+
+@pytest.fixture
+async def start_server() -> AsyncIterator[Callable[[Settings], Any]]:
+    """Start a real grpc.aio RouterServer on a free port; stopped at the end of the test."""
+    started: list[RouterServer] = []
+
+    async def start(settings: Settings) -> RouterServer:
+        server = RouterServer(settings)
+        await server.start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        await server.stop(0)
+
+
+@pytest.fixture
+async def router_stub(
+    start_server: Callable[[Settings], Any], make_settings: Callable[..., Settings]
+) -> AsyncIterator[pb_grpc.RouterStub]:
+    server = await start_server(make_settings())
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        yield pb_grpc.RouterStub(channel)
