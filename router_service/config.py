@@ -23,9 +23,12 @@ from pydantic_settings import (
 from router_service.errors import ConfigError
 
 __all__ = [
+    "CacheSettings",
     "EngineSettings",
     "HealthSettings",
     "LimitsSettings",
+    "MetricsSettings",
+    "RedisSettings",
     "RouterSpec",
     "ServerSettings",
     "Settings",
@@ -94,6 +97,44 @@ class EngineSettings(_Section):
     )
 
 
+class RedisSettings(_Section):
+    """The shared tier. Off unless ``url`` is set (or ``ROUTEIQ_REDIS_URL``)."""
+
+    url: str | None = Field(
+        None, repr=False, description="redis://[user:password@]host:port/db, rediss:// for TLS"
+    )
+    cluster: bool = False
+    username: str | None = None
+    password: str | None = Field(None, repr=False)
+    tls: bool = False
+    tls_ca_file: Path | None = None
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    timeout_ms: float = Field(5.0, gt=0, description="per call; past it the call counts as failed")
+    connect_timeout_ms: float = Field(200.0, gt=0)
+    max_connections: int = Field(64, ge=1)
+    breaker_failures: int = Field(5, ge=1, description="consecutive failures that open the breaker")
+    breaker_reset_s: float = Field(1.0, gt=0, description="open time before a half-open probe")
+    max_pending_writes: int = Field(1000, ge=1, description="in-flight background writes")
+
+
+class CacheSettings(_Section):
+    """Two tiers: the in-process LRU (always on) in front of Redis (optional)."""
+
+    lru_max_entries: int = Field(100_000, ge=0)
+    lru_max_bytes: int = Field(64 * 1024 * 1024, ge=0)
+    decision_ttl_s: float = Field(600.0, gt=0)
+    feature_ttl_s: float = Field(86_400.0, gt=0)
+    redis: RedisSettings = RedisSettings()
+
+
+class MetricsSettings(_Section):
+    """Prometheus /metrics over HTTP; off unless ``port`` is set."""
+
+    host: str = "127.0.0.1"
+    port: int | None = Field(None, ge=0, le=65535)
+
+
 class HealthSettings(_Section):
     """Per-model health learned from failed outcome reports."""
 
@@ -122,6 +163,8 @@ class Settings(BaseSettings):
     )
     telemetry: TelemetrySettings = TelemetrySettings()
     health: HealthSettings = HealthSettings()
+    cache: CacheSettings = CacheSettings()
+    metrics: MetricsSettings = MetricsSettings()
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @model_validator(mode="after")
@@ -165,6 +208,10 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
                 sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=path))
             return tuple(sources)
 
+    redis_url = os.environ.get("ROUTEIQ_REDIS_URL")
+    if redis_url and "ROUTEIQ_CACHE__REDIS__URL" not in os.environ:
+        cache = overrides.setdefault("cache", {})
+        cache.setdefault("redis", {}).setdefault("url", redis_url)
     try:
         loaded = _FromFile(**overrides)
     except ValidationError as exc:

@@ -46,6 +46,15 @@ def _worker(settings_json: str) -> None:
     _run_loop(settings, None)
 
 
+def _for_worker(settings: Settings, index: int) -> str:
+    """Worker ``index``'s settings as JSON: its metrics endpoint is ``metrics.port + index``."""
+    port = settings.metrics.port
+    if port is None or port == 0:
+        return settings.model_dump_json()
+    metrics = settings.metrics.model_copy(update={"port": port + index})
+    return settings.model_copy(update={"metrics": metrics}).model_dump_json()
+
+
 def run(settings: Settings, on_ready: Callable[[int], None] | None = None) -> int:
     """Serve until SIGTERM/SIGINT; returns the process exit code."""
     _configure_logging(settings.log_level)
@@ -56,7 +65,7 @@ def run(settings: Settings, on_ready: Callable[[int], None] | None = None) -> in
         raise ConfigError("server.workers > 1 needs a fixed server.port (not 0)")
     ctx = multiprocessing.get_context("spawn")
     procs = [
-        ctx.Process(target=_worker, args=(settings.model_dump_json(),), name=f"worker-{i}")
+        ctx.Process(target=_worker, args=(_for_worker(settings, i),), name=f"worker-{i}")
         for i in range(settings.server.workers)
     ]
     for proc in procs:

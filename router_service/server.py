@@ -20,9 +20,13 @@ from grpc_reflection.v1alpha import reflection
 
 from router_service.bundles.base import LoadedRouter, RouterTable
 from router_service.bundles.static_source import StaticSource
+from router_service.cache.lru import LruCache
+from router_service.cache.redis_tier import RedisTier, make_client
+from router_service.cache.tiered import TieredCache
 from router_service.config import ServerSettings, Settings
 from router_service.engine.engine import DecisionEngine
 from router_service.engine.health import ModelHealth
+from router_service.metrics import Metrics
 from router_service.proto import SERVICE_NAME, pb_grpc
 from router_service.strategies.registry import StrategyRegistry
 from router_service.surfaces.router_api import RouterServicer
@@ -48,15 +52,37 @@ def grpc_options(server: ServerSettings) -> list[tuple[str, int]]:
     ]
 
 
+def build_cache(settings: Settings, metrics: Metrics) -> TieredCache:
+    cfg = settings.cache
+    redis = None
+    if cfg.redis.url is not None:
+        redis = RedisTier(make_client(cfg.redis), cfg.redis, metrics)
+    return TieredCache(
+        LruCache(cfg.lru_max_entries, cfg.lru_max_bytes),
+        redis,
+        metrics,
+        decision_ttl_s=cfg.decision_ttl_s,
+        feature_ttl_s=cfg.feature_ttl_s,
+        max_pending_writes=cfg.redis.max_pending_writes,
+    )
+
+
 def build_engine(
-    settings: Settings, registry: StrategyRegistry, executor: Executor | None
+    settings: Settings,
+    registry: StrategyRegistry,
+    executor: Executor | None,
+    cache: TieredCache | None = None,
+    metrics: Metrics | None = None,
 ) -> DecisionEngine:
     return DecisionEngine(
         settings.limits,
         fallback=registry.create(settings.fallback_strategy, {}),
         health=ModelHealth(settings.health.failure_cooldown_s),
+        cache=cache,
+        feature_cache=cache,
         executor=executor,
         offload_timeout_s=settings.engine.offload_timeout_ms / 1000,
+        metrics=metrics,
     )
 
 
@@ -74,7 +100,9 @@ class RouterServer:
         self.executor = ThreadPoolExecutor(
             settings.engine.executor_threads, thread_name_prefix="routeiq-offload"
         )
-        self.engine = build_engine(settings, self.registry, self.executor)
+        self.metrics = Metrics()
+        self.cache = build_cache(settings, self.metrics)
+        self.engine = build_engine(settings, self.registry, self.executor, self.cache, self.metrics)
         self.outcomes = JsonlOutcomeSink(
             Path(settings.telemetry.outcomes_path), settings.telemetry.queue_size
         )
@@ -102,6 +130,10 @@ class RouterServer:
         if self.port == 0:
             raise OSError(f"could not bind {cfg.host}:{cfg.port}")
         self.outcomes.start()
+        if self.cache.redis is not None:
+            await self.cache.redis.warm()
+        if self.settings.metrics.port is not None:
+            self.metrics.serve_http(self.settings.metrics.host, self.settings.metrics.port)
         await server.start()
         self._server = server
         self.engine.install(load_routers(self.settings, self.registry))
@@ -124,6 +156,7 @@ class RouterServer:
         log.info("stopping: finishing calls in flight (grace %.1f s)", grace)
         await self._server.stop(grace)
         await self.outcomes.close()
+        await self.cache.close()
         self.executor.shutdown(wait=False, cancel_futures=True)
         self._server = None
         self._stopped.set()

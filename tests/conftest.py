@@ -52,3 +52,22 @@ async def router_stub(
     server = await start_server(make_settings())
     async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
         yield pb_grpc.RouterStub(channel)
+
+
+@pytest.fixture
+def redis_server() -> Any:
+    """A real redis-server of the test's own on a free port (killable by fault tests)."""
+    from tests.support.redis import RedisServer
+
+    server = RedisServer()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Any:
+    from tests.support.redis import RedisCluster
+
+    cluster = RedisCluster()
+    yield cluster
+    cluster.stop()

@@ -27,6 +27,7 @@ from router_service.engine.health import ModelHealth
 from router_service.engine.types import Choice, Decision, Outcome, RouteInput, Source
 from router_service.engine.validate import validate_route
 from router_service.errors import InvalidRequest, NotReady, UnknownRouter
+from router_service.metrics import Metrics
 from router_service.strategies.base import Features, Strategy
 
 __all__ = ["DecisionEngine"]
@@ -56,6 +57,7 @@ class DecisionEngine:
         feature_cache: FeatureCache | None = None,
         executor: Executor | None = None,
         offload_timeout_s: float = 0.05,
+        metrics: Metrics | None = None,
     ) -> None:
         self._limits = limits
         self._fallback = fallback
@@ -65,6 +67,7 @@ class DecisionEngine:
         self._executor = executor
         self._offload_timeout_s = offload_timeout_s
         self._table: RouterTable | None = None
+        self._metrics = metrics
 
     # -- router table ---------------------------------------------------------------------
     def install(self, table: RouterTable) -> None:
@@ -99,7 +102,7 @@ class DecisionEngine:
         router = self.resolve(req.router)
         validate_route(req, self._limits)
         self._check_input_kind(router, req)
-        return await self._decide(router, req, start)
+        return self._observe(await self._decide(router, req, start))
 
     async def route_batch(self, reqs: Sequence[RouteInput]) -> list[Decision]:
         """Decide for many requests, answered in order. All are validated before any is routed;
@@ -118,7 +121,10 @@ class DecisionEngine:
             except InvalidRequest as exc:
                 raise type(exc)(f"requests[{i}]: {exc}") from None
             routers.append(router)
-        return [await self._decide(r, q, start) for r, q in zip(routers, reqs, strict=True)]
+        return [
+            self._observe(await self._decide(r, q, start))
+            for r, q in zip(routers, reqs, strict=True)
+        ]
 
     def record_outcome(self, outcome: Outcome) -> None:
         if outcome.failed:
@@ -127,6 +133,13 @@ class DecisionEngine:
             self._health.mark_ok(outcome.model)
 
     # -- internals ------------------------------------------------------------------------
+    def _observe(self, decision: Decision) -> Decision:
+        if self._metrics is not None:
+            source = decision.source.name
+            self._metrics.decisions.labels(decision.router, source).inc()
+            self._metrics.decision_seconds.labels(source).observe(decision.latency_us / 1e6)
+        return decision
+
     @staticmethod
     def _check_input_kind(router: LoadedRouter, req: RouteInput) -> None:
         featurizer = router.featurizer

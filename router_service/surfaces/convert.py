@@ -3,10 +3,18 @@ beyond what the wire format itself decides (the engine validates)."""
 
 from __future__ import annotations
 
-from router_service.engine.types import Candidate, Decision, Outcome, Policy, RouteInput
+from router_service.engine.types import (
+    Candidate,
+    CandidateScore,
+    Decision,
+    Outcome,
+    Policy,
+    RouteInput,
+    Source,
+)
 from router_service.proto import pb
 
-__all__ = ["decision_to_pb", "outcome_from_pb", "route_from_pb"]
+__all__ = ["decision_from_pb", "decision_to_pb", "outcome_from_pb", "route_from_pb"]
 
 
 def _opt(msg: pb.Candidate, field: str) -> float | None:
@@ -54,6 +62,27 @@ def decision_to_pb(decision: Decision) -> pb.RouteResponse:
         source=int(decision.source),  # type: ignore[arg-type]
         reason=decision.reason,
         latency_us=decision.latency_us,
+    )
+
+
+def decision_from_pb(msg: pb.RouteResponse) -> Decision:
+    return Decision(
+        request_id=msg.request_id,
+        model=msg.model,
+        scores=tuple(
+            CandidateScore(
+                model=s.model,
+                score=s.score,
+                quality=s.quality if s.HasField("quality") else None,
+                cost=s.cost if s.HasField("cost") else None,
+            )
+            for s in msg.scores
+        ),
+        router=msg.router,
+        router_version=msg.router_version,
+        source=Source(msg.source),
+        reason=msg.reason,
+        latency_us=msg.latency_us,
     )
 
 

@@ -1,0 +1,57 @@
+"""The in-process tier: an LRU of byte values bounded by entry count and total bytes, with a
+TTL per entry. Single-threaded by design (it lives on the event loop)."""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+
+__all__ = ["LruCache"]
+
+
+class LruCache:
+    """``get`` refreshes recency and drops expired entries; ``put`` evicts the least recently
+    used entries until both bounds hold. A value larger than ``max_bytes`` is not stored."""
+
+    def __init__(
+        self, max_entries: int, max_bytes: int, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._max_entries = max_entries
+        self._max_bytes = max_bytes
+        self._clock = clock
+        self._data: OrderedDict[str, tuple[bytes, float]] = OrderedDict()
+        self._bytes = 0
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    @property
+    def nbytes(self) -> int:
+        return self._bytes
+
+    def get(self, key: str) -> bytes | None:
+        item = self._data.get(key)
+        if item is None:
+            return None
+        value, expires = item
+        if self._clock() >= expires:
+            self._drop(key)
+            return None
+        self._data.move_to_end(key)
+        return value
+
+    def put(self, key: str, value: bytes, ttl_s: float) -> None:
+        size = len(key) + len(value)
+        if size > self._max_bytes or self._max_entries == 0:
+            return
+        if key in self._data:
+            self._drop(key)
+        self._data[key] = (value, self._clock() + ttl_s)
+        self._bytes += size
+        while len(self._data) > self._max_entries or self._bytes > self._max_bytes:
+            self._drop(next(iter(self._data)))
+
+    def _drop(self, key: str) -> None:
+        value, _ = self._data.pop(key)
+        self._bytes -= len(key) + len(value)

@@ -1,0 +1,73 @@
+"""Prometheus metrics, in a registry the server owns (no module-level globals).
+
+Exposed over HTTP on ``metrics.port`` when set (worker *i* of several uses ``port + i``).
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+__all__ = ["Metrics"]
+
+_LATENCY_BUCKETS_S = (
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.5,
+)
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        self.decisions = Counter(
+            "routeiq_decisions",
+            "Routing decisions answered",
+            ["router", "source"],
+            registry=self.registry,
+        )
+        self.decision_seconds = Histogram(
+            "routeiq_decision_seconds",
+            "Time inside the service per decision",
+            ["source"],
+            buckets=_LATENCY_BUCKETS_S,
+            registry=self.registry,
+        )
+        self.cache_requests = Counter(
+            "routeiq_cache_requests",
+            "Cache lookups by tier, entry kind and result",
+            ["tier", "kind", "result"],
+            registry=self.registry,
+        )
+        self.cache_writes = Counter(
+            "routeiq_cache_writes",
+            "Redis writes by result (ok, error, skipped, dropped)",
+            ["result"],
+            registry=self.registry,
+        )
+        self.cache_breaker_state = Gauge(
+            "routeiq_cache_breaker_state",
+            "Redis circuit breaker: 0 closed, 1 open, 2 half-open",
+            registry=self.registry,
+        )
+        self.cache_breaker_opened = Counter(
+            "routeiq_cache_breaker_opened",
+            "Times the Redis circuit breaker opened",
+            registry=self.registry,
+        )
+
+    def serve_http(self, host: str, port: int) -> None:
+        """Start the /metrics endpoint in a daemon thread."""
+        start_http_server(port, addr=host, registry=self.registry)
+
+    def sample(self, name: str, labels: dict[str, str] | None = None) -> float:
+        """Current value of one sample (0 when absent); for tests and summaries."""
+        value = self.registry.get_sample_value(name, labels or {})
+        return 0.0 if value is None else value
