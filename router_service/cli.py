@@ -13,7 +13,7 @@ from google.protobuf import json_format
 
 from router_service.client import RouterClient, parse_candidates
 from router_service.config import load_settings
-from router_service.errors import ConfigError
+from router_service.errors import BundleError, ConfigError
 from router_service.runner import run
 
 __all__ = ["main"]
@@ -28,9 +28,11 @@ def _serve(args: argparse.Namespace) -> int:
     if args.workers is not None:
         server["workers"] = args.workers
     overrides: dict[str, Any] = {"server": server} if server else {}
+    if args.bundle:
+        overrides["bundles"] = [str(p) for p in args.bundle]
     try:
         return run(load_settings(args.config, **overrides))
-    except ConfigError as exc:
+    except (ConfigError, BundleError) as exc:
         print(f"routeiq-router: {exc}", file=sys.stderr)
         return 2
 
@@ -89,6 +91,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="listen address (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="listen port (default 50051; 0 = any free)")
     serve.add_argument("--workers", type=int, help="processes sharing the port (default 1)")
+    serve.add_argument(
+        "--bundle", type=Path, action="append", help="router bundle directory to serve (repeatable)"
+    )
     serve.set_defaults(func=_serve)
 
     for name, func, helptext in (

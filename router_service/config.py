@@ -156,7 +156,11 @@ class Settings(BaseSettings):
     limits: LimitsSettings = LimitsSettings()
     engine: EngineSettings = EngineSettings()
     routers: list[RouterSpec] = Field(default_factory=_default_routers)
-    default_router: str = "cheapest"
+    bundles: list[Path] = Field(
+        default_factory=list, description="router bundle directories; each serves by its name"
+    )
+    bundle_max_file_bytes: int = Field(256 * 1024 * 1024, ge=1024)
+    default_router: str | None = Field(None, description="unset: the first bundle, else 'cheapest'")
     fallback_strategy: str = Field("fallback", description="static kind used when a router fails")
     strategies: dict[str, str] = Field(
         default_factory=dict, description="custom strategy kind -> 'package.module:Class'"
@@ -173,12 +177,19 @@ class Settings(BaseSettings):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"router names must be unique, repeated: {', '.join(dupes)}")
+        return self
+
+    def resolved_default(self, bundle_names: list[str]) -> str:
+        """The default router's name, given the names of the loaded bundles."""
+        names = [r.name for r in self.routers] + bundle_names
+        if self.default_router is None:
+            return bundle_names[0] if bundle_names else "cheapest"
         if self.default_router not in names:
-            raise ValueError(
+            raise ConfigError(
                 f"default_router {self.default_router!r} is not one of the routers: "
                 + ", ".join(names)
             )
-        return self
+        return self.default_router
 
 
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:

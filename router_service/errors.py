@@ -21,6 +21,7 @@ never contain prompt text.
 from __future__ import annotations
 
 __all__ = [
+    "BundleError",
     "ConfigError",
     "InvalidRequest",
     "NotReady",
@@ -53,6 +54,10 @@ class Overloaded(RouteIQError):
 
 class ConfigError(RouteIQError):
     """The configuration is invalid; raised at start-up only."""
+
+
+class BundleError(RouteIQError):
+    """A router bundle failed verification or loading; it is refused and never serves."""
 
 
 class StrategyError(RouteIQError):

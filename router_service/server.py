@@ -19,6 +19,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from router_service.bundles.base import LoadedRouter, RouterTable
+from router_service.bundles.loader import BundleDirSource
 from router_service.bundles.static_source import StaticSource
 from router_service.cache.lru import LruCache
 from router_service.cache.redis_tier import RedisTier, make_client
@@ -26,6 +27,7 @@ from router_service.cache.tiered import TieredCache
 from router_service.config import ServerSettings, Settings
 from router_service.engine.engine import DecisionEngine
 from router_service.engine.health import ModelHealth
+from router_service.errors import ConfigError
 from router_service.metrics import Metrics
 from router_service.proto import SERVICE_NAME, pb_grpc
 from router_service.strategies.registry import StrategyRegistry
@@ -87,8 +89,16 @@ def build_engine(
 
 
 def load_routers(settings: Settings, registry: StrategyRegistry) -> RouterTable:
-    routers: list[LoadedRouter] = StaticSource(settings.routers, registry).load()
-    return RouterTable(routers={r.name: r for r in routers}, default=settings.default_router)
+    """Static routers from the config plus one router per bundle; ConfigError on a clash."""
+    static: list[LoadedRouter] = StaticSource(settings.routers, registry).load()
+    learned = BundleDirSource(settings.bundles, settings.bundle_max_file_bytes).load()
+    table: dict[str, LoadedRouter] = {}
+    for router in [*static, *learned]:
+        if router.name in table:
+            raise ConfigError(f"two routers are named {router.name!r}")
+        table[router.name] = router
+    default = settings.resolved_default([r.name for r in learned])
+    return RouterTable(routers=table, default=default)
 
 
 class RouterServer:

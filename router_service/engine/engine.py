@@ -26,7 +26,7 @@ from router_service.config import LimitsSettings
 from router_service.engine.health import ModelHealth
 from router_service.engine.types import Choice, Decision, Outcome, RouteInput, Source
 from router_service.engine.validate import validate_route
-from router_service.errors import InvalidRequest, NotReady, UnknownRouter
+from router_service.errors import InvalidRequest, NotReady, StrategyError, UnknownRouter
 from router_service.metrics import Metrics
 from router_service.strategies.base import Features, Strategy
 
@@ -232,7 +232,7 @@ class DecisionEngine:
     def _degrade(
         self, router: LoadedRouter, req: RouteInput, exc: Exception, start: int
     ) -> Decision:
-        why = str(exc) if isinstance(exc, _Degraded) else type(exc).__name__
+        why = str(exc) if isinstance(exc, _Degraded | StrategyError) else type(exc).__name__
         log.warning(
             "router %s degraded to fallback for request %s: %s",
             router.name,

@@ -45,9 +45,10 @@ class Candidate:
 
 @dataclass(frozen=True, slots=True)
 class Policy:
-    """``cost_weight`` is λ per USD per 1M tokens; ``min_quality`` is on the 0..1 scale."""
+    """``cost_weight`` is λ (quality per unit of cost; ``None`` = the router's default);
+    ``min_quality`` is on the 0..1 scale."""
 
-    cost_weight: float = 0.0
+    cost_weight: float | None = None
     min_quality: float | None = None
 
 

@@ -84,7 +84,7 @@ def _check_candidates(req: RouteInput, limits: LimitsSettings) -> None:
 
 def _check_policy_and_labels(req: RouteInput, limits: LimitsSettings) -> None:
     weight = req.policy.cost_weight
-    if not (math.isfinite(weight) and weight >= 0):
+    if weight is not None and not (math.isfinite(weight) and weight >= 0):
         raise InvalidRequest(f"policy.cost_weight is {weight}: must be finite and >= 0")
     quality = req.policy.min_quality
     if quality is not None and not (0.0 <= quality <= 1.0):

@@ -24,7 +24,9 @@ class Strategy(Protocol):
     ``choose`` is synchronous. It runs on the event loop unless the strategy sets a class
     attribute ``blocking = True`` (it does I/O or heavy CPU work): then it runs in the engine's
     bounded thread pool under ``engine.offload_timeout_ms``. Any exception, or the timeout,
-    makes the engine answer from the fallback strategy. ``features`` is ``None`` unless
+    makes the engine answer from the fallback strategy; the message of a
+    :class:`~router_service.errors.StrategyError` goes into the answer's ``reason`` (so it must
+    never contain prompt text), other exceptions show only their class name. ``features`` is ``None`` unless
     ``needs_features`` is true.
     """
 

@@ -24,7 +24,7 @@ def _opt(msg: pb.Candidate, field: str) -> float | None:
 def route_from_pb(msg: pb.RouteRequest) -> RouteInput:
     which = msg.WhichOneof("input")
     policy = Policy(
-        cost_weight=msg.policy.cost_weight,
+        cost_weight=msg.policy.cost_weight if msg.policy.HasField("cost_weight") else None,
         min_quality=msg.policy.min_quality if msg.policy.HasField("min_quality") else None,
     )
     return RouteInput(

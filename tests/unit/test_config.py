@@ -9,7 +9,7 @@ from router_service.errors import ConfigError
 def test_defaults_serve_static_routers_on_localhost() -> None:
     s = load_settings()
     assert (s.server.host, s.server.port, s.server.workers) == ("127.0.0.1", 50051, 1)
-    assert s.default_router == "cheapest"
+    assert s.default_router is None
     assert [r.strategy for r in s.routers] == [
         "round-robin",
         "weighted",
@@ -51,7 +51,6 @@ def test_config_file_from_environment(tmp_path: Path, monkeypatch: pytest.Monkey
 @pytest.mark.parametrize(
     ("yaml_text", "message"),
     [
-        ("default_router: nope\n", "default_router 'nope' is not one of the routers"),
         (
             "routers:\n  - {name: a, strategy: fixed}\n  - {name: a, strategy: cheapest}\n"
             "default_router: a\n",
@@ -66,6 +65,15 @@ def test_invalid_config_says_what_is_wrong(tmp_path: Path, yaml_text: str, messa
     cfg.write_text(yaml_text)
     with pytest.raises(ConfigError, match=message):
         load_settings(cfg)
+
+
+def test_default_router_must_name_a_router_or_bundle() -> None:
+    s = load_settings(default_router="nope")
+    with pytest.raises(ConfigError, match="default_router 'nope' is not one of the routers"):
+        s.resolved_default([])
+    assert load_settings(default_router="nope").resolved_default(["nope"]) == "nope"
+    assert load_settings().resolved_default(["ml-a", "ml-b"]) == "ml-a"
+    assert load_settings().resolved_default([]) == "cheapest"
 
 
 def test_missing_config_file_is_an_error(tmp_path: Path) -> None:

@@ -170,23 +170,29 @@ class Policy(_message.Message):
     COST_WEIGHT_FIELD_NUMBER: _builtins.int
     MIN_QUALITY_FIELD_NUMBER: _builtins.int
     cost_weight: _builtins.float
-    """λ in `argmax quality − λ·cost`, cost in USD per million tokens (mean of input and output
-    price). 0 = quality only. Negative values are invalid.
+    """λ in `argmax quality − λ·cost`: quality points (0..1) given up per unit of cost, where cost
+    is USD per million tokens (mean of input and output price) unless the router's bundle says
+    otherwise. 0 = quality only. Unset = the router's calibrated default. Must be >= 0.
     """
     min_quality: _builtins.float
     """When set: the cheapest candidate whose predicted quality (0..1) is at least this."""
     def __init__(
         self,
         *,
-        cost_weight: _builtins.float = ...,
+        cost_weight: _builtins.float | None = ...,
         min_quality: _builtins.float | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_min_quality", b"_min_quality", "min_quality", b"min_quality"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_cost_weight", b"_cost_weight", "_min_quality", b"_min_quality", "cost_weight", b"cost_weight", "min_quality", b"min_quality"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_min_quality", b"_min_quality", "cost_weight", b"cost_weight", "min_quality", b"min_quality"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_cost_weight", b"_cost_weight", "_min_quality", b"_min_quality", "cost_weight", b"cost_weight", "min_quality", b"min_quality"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__cost_weight: _TypeAlias = _typing.Literal["cost_weight"]  # noqa: Y015
+    _WhichOneofArgType__cost_weight: _TypeAlias = _typing.Literal["_cost_weight", b"_cost_weight"]  # noqa: Y015
     _WhichOneofReturnType__min_quality: _TypeAlias = _typing.Literal["min_quality"]  # noqa: Y015
     _WhichOneofArgType__min_quality: _TypeAlias = _typing.Literal["_min_quality", b"_min_quality"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__cost_weight) -> _WhichOneofReturnType__cost_weight | None: ...
+    @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__min_quality) -> _WhichOneofReturnType__min_quality | None: ...
 
 Global___Policy: _TypeAlias = Policy  # noqa: Y015

@@ -1,0 +1,108 @@
+"""Bundle verification: nothing serves before every check passes.
+
+Checks, in order: manifest size and schema; every listed file present, within the size cap, of
+the recorded size and sha256; every ONNX graph passes ``onnx.checker``, carries no external
+data, and uses only operators of the standard and ``ai.onnx.ml`` domains, plus the few
+``com.microsoft`` string operators the TF-IDF graph needs, listed by name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import onnx
+from pydantic import ValidationError
+
+from router_service.bundles.manifest import Manifest
+from router_service.errors import BundleError
+
+__all__ = ["ALLOWED_DOMAINS", "ALLOWED_EXTRA_OPS", "VerifiedBundle", "graph_ops", "verify_bundle"]
+
+ALLOWED_DOMAINS = frozenset({"", "ai.onnx", "ai.onnx.ml"})
+ALLOWED_EXTRA_OPS = frozenset({("com.microsoft", "Tokenizer")})
+MAX_MANIFEST_BYTES = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class VerifiedBundle:
+    path: Path
+    manifest: Manifest
+    sha256: str
+    blobs: dict[str, bytes]
+
+
+def graph_ops(graph: onnx.GraphProto) -> Iterator[tuple[str, str]]:
+    """(domain, op_type) of every node, subgraphs (If/Loop/Scan bodies) included."""
+    for node in graph.node:
+        yield node.domain, node.op_type
+        for attr in node.attribute:
+            if attr.type == onnx.AttributeProto.GRAPH:
+                yield from graph_ops(attr.g)
+            for sub in attr.graphs:
+                yield from graph_ops(sub)
+
+
+def _check_onnx(name: str, blob: bytes) -> None:
+    try:
+        model = onnx.load_model_from_string(blob)
+    except Exception as exc:
+        raise BundleError(f"{name}: not an ONNX model ({type(exc).__name__})") from None
+    for tensor in model.graph.initializer:
+        if tensor.data_location == onnx.TensorProto.EXTERNAL:
+            raise BundleError(f"{name}: external tensor data is not allowed ({tensor.name})")
+    try:
+        onnx.checker.check_model(model)
+    except onnx.checker.ValidationError as exc:
+        first = str(exc).splitlines()[0][:200]
+        raise BundleError(f"{name}: onnx.checker failed: {first}") from None
+    refused = sorted(
+        {
+            f"{d or 'ai.onnx'}:{op}"
+            for d, op in graph_ops(model.graph)
+            if d not in ALLOWED_DOMAINS and (d, op) not in ALLOWED_EXTRA_OPS
+        }
+    )
+    if refused:
+        raise BundleError(f"{name}: operators outside the allowed domains: {', '.join(refused)}")
+
+
+def _read_manifest(path: Path) -> tuple[Manifest, str]:
+    manifest_path = path / "manifest.json"
+    if not manifest_path.is_file():
+        raise BundleError(f"{path}: no manifest.json (is this a bundle directory?)")
+    raw = manifest_path.read_bytes()
+    if len(raw) > MAX_MANIFEST_BYTES:
+        raise BundleError(f"{path}: manifest.json is over {MAX_MANIFEST_BYTES} bytes")
+    try:
+        manifest = Manifest.model_validate(json.loads(raw))
+    except (ValueError, ValidationError) as exc:
+        raise BundleError(f"{path}: invalid manifest.json: {exc}") from None
+    return manifest, hashlib.sha256(raw).hexdigest()
+
+
+def verify_bundle(path: Path, max_file_bytes: int) -> VerifiedBundle:
+    """Verify the bundle in directory ``path``; raise :class:`BundleError` saying what failed.
+
+    Files are read once, hashed, checked, and handed on as bytes so that what is served is
+    exactly what was verified.
+    """
+    manifest, sha = _read_manifest(path)
+    blobs: dict[str, bytes] = {}
+    for name, entry in manifest.files.items():
+        file = path / name
+        if not file.is_file():
+            raise BundleError(f"{path}: {name} is listed in the manifest but missing")
+        size = file.stat().st_size
+        if size > max_file_bytes:
+            raise BundleError(f"{path}: {name} is {size} bytes, over the cap of {max_file_bytes}")
+        blob = file.read_bytes()
+        if len(blob) != entry.bytes or hashlib.sha256(blob).hexdigest() != entry.sha256:
+            raise BundleError(f"{path}: {name} does not match its sha256 in the manifest")
+        if name.endswith(".onnx"):
+            _check_onnx(name, blob)
+        blobs[name] = blob
+    return VerifiedBundle(path=path, manifest=manifest, sha256=sha, blobs=blobs)

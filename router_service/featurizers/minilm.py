@@ -1,0 +1,141 @@
+"""MiniLM sentence-encoder featurizer: tokenizer.json + an ONNX graph, run by onnxruntime.
+
+The graph is the one :mod:`converters.minilm` exports (fp32 or its int8 copy): inputs
+``input_ids`` and ``attention_mask`` (int64 ``[batch, seq]``), output ``embedding`` (float32
+``[batch, dim]``, mean-pooled and L2-normalised). This module imports numpy, onnxruntime and
+tokenizers only, and does no work at import time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import onnxruntime as ort
+from tokenizers import Encoding, Tokenizer
+
+__all__ = ["MiniLMFeaturizer"]
+
+logger = logging.getLogger(__name__)
+
+_INPUTS = ("input_ids", "attention_mask")
+_OUTPUT = "embedding"
+_HASH_CHUNK = 1 << 20
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(_HASH_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _load_tokenizer(path: Path, max_length: int) -> tuple[Tokenizer, int]:
+    """Load ``tokenizer.json`` with truncation at ``max_length`` and padding disabled.
+
+    The file fixes padding at 128 tokens; padding is done per batch by the featurizer instead.
+    Returns the tokenizer and its pad id (from the file's padding settings, else ``[PAD]``).
+    """
+    tokenizer = Tokenizer.from_file(str(path))
+    padding = tokenizer.padding
+    pad_id = padding.get("pad_id") if padding else tokenizer.token_to_id("[PAD]")
+    tokenizer.no_padding()
+    tokenizer.enable_truncation(max_length=max_length)
+    return tokenizer, int(pad_id or 0)
+
+
+def _make_session(onnx_path: Path, intra_op_threads: int) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = intra_op_threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+
+
+def _output_dim(session: ort.InferenceSession) -> int:
+    """Check the graph's input and output names and return the static embedding width."""
+    names = {node.name for node in session.get_inputs()}
+    if names != set(_INPUTS):
+        raise ValueError(f"encoder graph inputs are {sorted(names)}, expected {list(_INPUTS)}")
+    outputs = {node.name: node for node in session.get_outputs()}
+    if _OUTPUT not in outputs:
+        raise ValueError(f"encoder graph has no {_OUTPUT!r} output")
+    shape = outputs[_OUTPUT].shape
+    if len(shape) != 2 or not isinstance(shape[1], int) or shape[1] <= 0:
+        raise ValueError(f"encoder output shape {shape} is not [batch, dim] with a static dim")
+    return int(shape[1])
+
+
+def _pad(encodings: Sequence[Encoding], pad_id: int) -> dict[str, npt.NDArray[np.int64]]:
+    """Right-pad the encodings to the longest one: ``input_ids`` and ``attention_mask``."""
+    longest = max(len(enc.ids) for enc in encodings)
+    ids = np.full((len(encodings), longest), pad_id, dtype=np.int64)
+    mask = np.zeros((len(encodings), longest), dtype=np.int64)
+    for row, enc in enumerate(encodings):
+        ids[row, : len(enc.ids)] = enc.ids
+        mask[row, : len(enc.ids)] = 1
+    return {"input_ids": ids, "attention_mask": mask}
+
+
+class MiniLMFeaturizer:
+    """Sentence embeddings from the MiniLM ONNX encoder: float32 ``[n, dim]``, unit L2 norm.
+
+    ``name`` is ``"minilm"``; ``dim`` is read from the graph's output shape (384 for
+    all-MiniLM-L6-v2); ``sha256`` is the hex SHA-256 of the ONNX file unless the caller, having
+    verified it already, passes it. Texts longer than ``max_length`` tokens (special tokens
+    included) are truncated. One text is run unpadded; a batch is padded to its longest text.
+    With an fp32 graph that does not change the embeddings (padded positions are masked out;
+    batch and single runs agree within 1e-6). With the int8 graph activations are quantised
+    per batch, so a text's embedding depends slightly on its batch-mates (cosine to its single
+    run measured >= 0.96); featurize one text at a time where bit-stability matters.
+
+    The session uses ``intra_op_threads`` intra-op threads, one inter-op thread, sequential
+    execution and all graph optimisations. ``featurize`` is synchronous and may be called from
+    several threads at once.
+    """
+
+    name: str = "minilm"
+
+    def __init__(
+        self,
+        onnx_path: Path,
+        tokenizer_path: Path,
+        *,
+        max_length: int = 256,
+        intra_op_threads: int = 1,
+        sha256: str | None = None,
+    ) -> None:
+        if max_length < 2:
+            raise ValueError(f"max_length must be at least 2, got {max_length}")
+        if intra_op_threads < 1:
+            raise ValueError(f"intra_op_threads must be at least 1, got {intra_op_threads}")
+        self.onnx_path = Path(onnx_path)
+        self.max_length = max_length
+        self._tokenizer, self._pad_id = _load_tokenizer(Path(tokenizer_path), max_length)
+        self._session = _make_session(self.onnx_path, intra_op_threads)
+        self.dim: int = _output_dim(self._session)
+        self.sha256: str = sha256 or _file_sha256(self.onnx_path)
+        logger.info("loaded %s encoder %s (dim %d)", self.name, self.onnx_path, self.dim)
+
+    def featurize(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
+        """Embed ``texts``: float32 ``[len(texts), dim]``, each row L2-normalised.
+
+        An empty sequence gives an empty ``[0, dim]`` array. Raises :class:`TypeError` when
+        ``texts`` is a bare string (a sequence of characters would be embedded otherwise).
+        """
+        if isinstance(texts, str):
+            raise TypeError("featurize takes a sequence of texts, not a single str")
+        if len(texts) == 0:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        if len(texts) == 1:
+            encodings = [self._tokenizer.encode(texts[0])]
+        else:
+            encodings = self._tokenizer.encode_batch(list(texts))
+        (out,) = self._session.run([_OUTPUT], _pad(encodings, self._pad_id))
+        return np.asarray(out, dtype=np.float32)

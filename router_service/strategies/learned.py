@@ -1,0 +1,104 @@
+"""The learned strategy: an ONNX model predicts a quality per known model, the policy picks.
+
+Policy: among the request's candidates that the router knows (and that are usable), choose
+``argmax quality − λ·cost``; with ``min_quality`` set, the cheapest candidate whose predicted
+quality is at least that (the best one when none reaches it). λ is the request's
+``cost_weight`` when set, else the bundle's calibrated default. Cost: a candidate's request
+price (mean of input and output, USD per 1M tokens) when the bundle's costs are in that unit,
+else the bundle's own cost for the model.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import onnxruntime as ort
+
+from router_service.engine.types import Candidate, CandidateScore, Choice, RouteInput
+from router_service.errors import StrategyError
+from router_service.strategies.base import Features, HealthCheck, usable
+
+__all__ = ["OnnxQualityRouter"]
+
+
+class OnnxQualityRouter:
+    needs_features = True
+
+    def __init__(
+        self,
+        kind: str,
+        *,
+        session: ort.InferenceSession,
+        input_name: str,
+        output_name: str,
+        models: Sequence[str],
+        model_costs: Mapping[str, float],
+        prices_apply: bool,
+        default_cost_weight: float,
+    ) -> None:
+        self.kind = kind
+        self._session = session
+        self._input = input_name
+        self._output = output_name
+        self._index = {name: i for i, name in enumerate(models)}
+        self._costs = dict(model_costs)
+        self._prices_apply = prices_apply
+        self._default_weight = default_cost_weight
+
+    def predict(self, features: Features) -> np.ndarray:
+        """Quality per known model, float ``[len(models)]`` for one feature row."""
+        (out,) = self._session.run([self._output], {self._input: features})
+        row: np.ndarray = np.asarray(out, dtype=np.float64)[0]
+        return row
+
+    def _cost(self, cand: Candidate) -> float:
+        if self._prices_apply and cand.price is not None:
+            return cand.price
+        return self._costs[cand.name]
+
+    def choose(self, request: RouteInput, features: Features | None, health: HealthCheck) -> Choice:
+        if features is None:
+            raise StrategyError("no features")
+        known = [c for c in request.candidates if c.name in self._index]
+        if not known:
+            raise StrategyError("no candidate is a model this router knows")
+        quality = self.predict(features)
+        weight = request.policy.cost_weight
+        lam = self._default_weight if weight is None else weight
+        q = {c.name: float(quality[self._index[c.name]]) for c in known}
+        cost = {c.name: self._cost(c) for c in known}
+        score = {name: q[name] - lam * cost[name] for name in q}
+        pool, ok = usable(known, health)
+        chosen, reason = self._pick(
+            pool, q, cost, score, min_quality=request.policy.min_quality, lam=lam
+        )
+        scores = tuple(
+            CandidateScore(c.name, score[c.name], quality=q[c.name], cost=cost[c.name])
+            if c.name in q
+            else CandidateScore(c.name, -math.inf)
+            for c in request.candidates
+        )
+        return Choice(chosen, scores, reason + ("" if ok else " (no healthy candidate)"))
+
+    @staticmethod
+    def _pick(
+        pool: Sequence[Candidate],
+        q: Mapping[str, float],
+        cost: Mapping[str, float],
+        score: Mapping[str, float],
+        *,
+        min_quality: float | None,
+        lam: float,
+    ) -> tuple[str, str]:
+        names = [c.name for c in pool]
+        if min_quality is not None:
+            good = [n for n in names if q[n] >= min_quality]
+            if good:
+                best = min(good, key=lambda n: (cost[n], -q[n]))
+                return best, f"cheapest with predicted quality >= {min_quality:g}"
+            best = max(names, key=lambda n: q[n])
+            return best, f"none predicted >= {min_quality:g}; highest predicted quality"
+        best = max(names, key=lambda n: score[n])
+        return best, f"best predicted quality - {lam:g} x cost"
