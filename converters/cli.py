@@ -1,21 +1,261 @@
-"""``routeiq-bundle``: the offline tools that train, convert, evaluate and publish routers."""
+"""``routeiq-bundle``: train, evaluate, calibrate, convert and export router bundles.
+
+Every command prints progress to stderr and a short summary to stdout (``--json`` for a
+machine-readable one).
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from converters.datasets import FORMATS
+from converters.featurize import FEATURIZER_KINDS
+from converters.routers import KINDS
 
 __all__ = ["main"]
 
 
+def _step(msg: str) -> None:
+    print(f"[routeiq-bundle] {msg}", file=sys.stderr, flush=True)
+
+
+def _bar(desc: str, total: int) -> Callable[[int], None]:
+    bar = tqdm(
+        total=total,
+        desc=desc,
+        unit="q",
+        file=sys.stderr,
+        leave=False,
+        mininterval=0.5,
+        disable=None,
+    )
+
+    def advance(n: int) -> None:
+        bar.update(n)
+        if bar.n >= total:
+            bar.close()
+
+    return advance
+
+
+def _pct(x: float) -> str:
+    return f"{x:.3f}"
+
+
+def _summary(report: dict[str, Any], unit: str) -> str:
+    r, b, o, rnd = (report[k] for k in ("router", "best_single", "oracle", "random"))
+    lines = [
+        f"test rows: {report['rows']}, default cost_weight λ = {report['cost_weight']:.4g}",
+        f"{'policy':<22}{'avg quality':>12}{'avg cost':>14}",
+        f"{'router':<22}{_pct(r['avg_quality']):>12}{r['avg_cost']:>14.4g}",
+        f"{'best single (' + b['model'][:8] + ')':<22}{_pct(b['avg_quality']):>12}"
+        f"{b['avg_cost']:>14.4g}",
+        f"{'oracle':<22}{_pct(o['avg_quality']):>12}{o['avg_cost']:>14.4g}",
+        f"{'random':<22}{_pct(rnd['avg_quality']):>12}{rnd['avg_cost']:>14.4g}",
+        f"cost unit: {unit}; frontier gain (mean quality above single models): "
+        f"{report['frontier_gain']['mean_gain']:.4f}",
+    ]
+    if "apgr" in report:
+        a = report["apgr"]
+        lines.append(
+            f"APGR {a['apgr']:.3f} (random {a['random_apgr']:.3f}; "
+            f"strong {a['strong']}, weak {a['weak']})"
+        )
+    share = ", ".join(f"{m}: {s:.2f}" for m, s in r["call_share"].items() if s > 0)
+    lines.append(f"router call share: {share}")
+    return "\n".join(lines)
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from converters.train import TrainOptions, train_bundle
+
+    opts = TrainOptions(
+        data=args.data,
+        fmt=args.format,
+        router=args.router,
+        featurizer=args.featurizer,
+        out=args.out,
+        name=args.name,
+        seed=args.seed,
+        svd_dims=None if args.svd_dims == 0 else args.svd_dims,
+        params=json.loads(args.params),
+        target=args.target,
+        task_smoothing=args.task_smoothing,
+    )
+    result = train_bundle(opts, _step, _bar)
+    m = result.manifest
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "bundle": str(args.out),
+                    "name": m.name,
+                    "version": m.version,
+                    "report": result.report,
+                },
+                indent=2,
+            )
+        )
+    else:
+        print(f"bundle {m.name}@{m.version} written to {args.out} in {result.seconds:.1f} s")
+        print(_summary(result.report, m.cost_unit))
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from converters.evaluate_bundle import evaluate_bundle
+
+    report, manifest = evaluate_bundle(
+        args.bundle, args.data, args.format, cost_weight=args.cost_weight, bar=_bar
+    )
+    if args.plot:
+        from converters.report import plot_curve
+
+        plot_curve(
+            report,
+            args.plot,
+            f"{manifest.name}@{manifest.version} on {args.data.name}",
+            manifest.cost_unit,
+        )
+        _step(f"plot written to {args.plot}")
+    print(json.dumps(report, indent=2) if args.json else _summary(report, manifest.cost_unit))
+    return 0
+
+
+def _cmd_calibrate(args: argparse.Namespace) -> int:
+    from converters.evaluate_bundle import calibrate_bundle
+
+    lam, manifest = calibrate_bundle(
+        args.bundle, args.data, args.format, target=args.target, bar=_bar
+    )
+    print(
+        f"bundle {manifest.name}@{manifest.version}: default cost_weight λ = {lam:.6g} "
+        f"(target {args.target}, {len(manifest.calibration)} calibration points)"
+    )
+    return 0
+
+
+def _cmd_convert(args: argparse.Namespace) -> int:
+    from converters.convert import convert_estimator
+
+    manifest, parity = convert_estimator(
+        args.model,
+        args.out,
+        like=args.like,
+        allow_pickle=args.allow_pickle,
+        name=args.name,
+        data=args.data,
+        fmt=args.format,
+        bar=_bar,
+    )
+    print(
+        f"bundle {manifest.name}@{manifest.version} written to {args.out}; parity: "
+        f"max |diff| {parity['max_abs_diff']:.2e}, same decision "
+        f"{parity['decision_agreement']:.4f} on {int(parity['n'])} rows"
+    )
+    return 0
+
+
+def _cmd_export_encoder(args: argparse.Namespace) -> int:
+    from converters.convert import export_encoder
+
+    paths, cosine = export_encoder(args.out, int8=args.int8)
+    print(
+        f"encoder written: {', '.join(str(p) for p in paths)}; parity vs numpy reference: "
+        f"min cosine {cosine:.6f}"
+    )
+    return 0
+
+
+def _data_args(cmd: argparse.ArgumentParser, required: bool = True) -> None:
+    cmd.add_argument("--data", type=Path, required=required, help="dataset file or directory")
+    cmd.add_argument("--format", choices=FORMATS, default="wide", help="dataset format")
+
+
 def _parser() -> argparse.ArgumentParser:
-    return argparse.ArgumentParser(prog="routeiq-bundle", description=__doc__)
+    parser = argparse.ArgumentParser(prog="routeiq-bundle", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    train = sub.add_parser("train", help="train a router and write a bundle")
+    _data_args(train)
+    train.add_argument("--router", choices=KINDS, default="knn")
+    train.add_argument("--featurizer", choices=FEATURIZER_KINDS, default="tfidf")
+    train.add_argument("--out", type=Path, required=True, help="bundle directory to write")
+    train.add_argument("--name", help="router name (default: dataset-router-featurizer)")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--svd-dims", type=int, default=256, help="TF-IDF SVD size; 0 = none")
+    train.add_argument("--params", default="{}", help="router hyper-parameters as JSON")
+    train.add_argument(
+        "--target",
+        default="best-single",
+        help="default λ target: best-single, cost:X or top-share:S",
+    )
+    train.add_argument(
+        "--task-smoothing",
+        type=float,
+        default=0.5,
+        help="shrink training targets toward their task's mean (1 = off)",
+    )
+    train.add_argument("--json", action="store_true")
+    train.set_defaults(func=_cmd_train)
+
+    evaluate = sub.add_parser("eval", help="evaluate a bundle on a dataset's test rows")
+    evaluate.add_argument("--bundle", type=Path, required=True)
+    _data_args(evaluate)
+    evaluate.add_argument("--cost-weight", type=float, help="λ (default: the bundle's)")
+    evaluate.add_argument("--plot", type=Path, help="write the cost-quality curve (PNG)")
+    evaluate.add_argument("--json", action="store_true")
+    evaluate.set_defaults(func=_cmd_eval)
+
+    calibrate = sub.add_parser("calibrate", help="set a bundle's default λ for a target")
+    calibrate.add_argument("--bundle", type=Path, required=True)
+    _data_args(calibrate)
+    calibrate.add_argument(
+        "--target",
+        required=True,
+        help="best-single, cost:X (bundle cost unit) or top-share:S (0..1)",
+    )
+    calibrate.set_defaults(func=_cmd_calibrate)
+
+    convert = sub.add_parser("convert", help="fitted estimator (skops) -> ONNX bundle")
+    convert.add_argument("--model", type=Path, required=True, help=".skops file (or pickle)")
+    convert.add_argument(
+        "--like",
+        type=Path,
+        required=True,
+        help="bundle whose featurizer, models and costs the router uses",
+    )
+    convert.add_argument("--out", type=Path, required=True)
+    convert.add_argument("--name")
+    convert.add_argument(
+        "--allow-pickle",
+        action="store_true",
+        help="read a pickle/joblib file (runs code from the file!)",
+    )
+    _data_args(convert, required=False)
+    convert.set_defaults(func=_cmd_convert)
+
+    encoder = sub.add_parser("export-encoder", help="MiniLM encoder -> ONNX (no torch)")
+    encoder.add_argument("--out", type=Path, required=True, help="directory to write")
+    encoder.add_argument("--int8", action="store_true", help="also write the int8 variant")
+    encoder.set_defaults(func=_cmd_export_encoder)
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    _parser().parse_args(argv)
-    _parser().print_help()
-    return 0
+    args = _parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except (ValueError, FileNotFoundError, PermissionError) as exc:
+        print(f"routeiq-bundle: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -12,7 +12,14 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -25,6 +32,8 @@ from router_service.errors import ConfigError
 __all__ = [
     "CacheSettings",
     "EngineSettings",
+    "ExtProcRoute",
+    "ExtProcSettings",
     "HealthSettings",
     "LimitsSettings",
     "MetricsSettings",
@@ -141,6 +150,67 @@ class HealthSettings(_Section):
     failure_cooldown_s: float = Field(30.0, ge=0)
 
 
+class ExtProcCandidate(_Section):
+    """A model an ext_proc route may choose; prices in USD per million tokens when known."""
+
+    name: str = Field(min_length=1, max_length=256)
+    input_price_per_mtok: float | None = Field(None, ge=0)
+    output_price_per_mtok: float | None = Field(None, ge=0)
+
+
+class ExtProcPolicy(_Section):
+    cost_weight: float | None = Field(None, ge=0, description="λ; unset = the router's default")
+    min_quality: float | None = Field(None, ge=0, le=1)
+
+
+class ExtProcMatch(_Section):
+    """Which requests a route covers: every field that is set must match (none set = all)."""
+
+    route: str | None = Field(None, description="x-routeiq-route gRPC metadata set by Envoy")
+    path_prefix: str | None = Field(None, description="prefix of the request's :path")
+    model: str | None = Field(None, description="the 'model' the client asked for (an alias)")
+
+
+class ExtProcRoute(_Section):
+    """One edge route: the candidates the engine chooses among, with which router and policy."""
+
+    name: str = Field(min_length=1, max_length=128)
+    match: ExtProcMatch = ExtProcMatch()
+    candidates: list[ExtProcCandidate] = Field(min_length=1)
+    router: str = Field("", description="empty: ext_proc.router, then default_router")
+    policy: ExtProcPolicy = ExtProcPolicy()
+
+    @field_validator("candidates", mode="before")
+    @classmethod
+    def _names_as_candidates(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            return [{"name": v} if isinstance(v, str) else v for v in value]
+        return value
+
+
+class ExtProcSettings(_Section):
+    """The Envoy ext_proc surface (``envoy.service.ext_proc.v3.ExternalProcessor``).
+
+    ``routes`` are tried in order, the first match wins; a request no route matches passes
+    through unchanged (Envoy's default route answers it)."""
+
+    enabled: bool = True
+    port: int | None = Field(None, ge=0, le=65535, description="None: the Router API's port")
+    routes: list[ExtProcRoute] = Field(default_factory=list)
+    on_malformed: Literal["pass", "reject"] = Field(
+        "pass", description="a body that is not valid JSON of its API: pass it on, or answer 400"
+    )
+    router: str = Field("", description="router of routes that name none; empty: default_router")
+
+    @model_validator(mode="after")
+    def _check_routes(self) -> ExtProcSettings:
+        names = [r.name for r in self.routes]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"ext_proc route names must be unique, repeated: {', '.join(dupes)}")
+        return self
+
+
 def _default_routers() -> list[RouterSpec]:
     return [RouterSpec(name=kind, strategy=kind) for kind in STATIC_KINDS]
 
@@ -169,6 +239,7 @@ class Settings(BaseSettings):
     health: HealthSettings = HealthSettings()
     cache: CacheSettings = CacheSettings()
     metrics: MetricsSettings = MetricsSettings()
+    ext_proc: ExtProcSettings = ExtProcSettings()
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @model_validator(mode="after")

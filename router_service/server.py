@@ -31,6 +31,7 @@ from router_service.errors import ConfigError
 from router_service.metrics import Metrics
 from router_service.proto import SERVICE_NAME, pb_grpc
 from router_service.strategies.registry import StrategyRegistry
+from router_service.surfaces.ext_proc import EXT_PROC_SERVICE_NAME, ExtProcServicer
 from router_service.surfaces.router_api import RouterServicer
 from router_service.telemetry.outcomes import JsonlOutcomeSink
 
@@ -118,7 +119,9 @@ class RouterServer:
         )
         self.health = health.aio.HealthServicer()
         self.port = 0
+        self.ext_proc_port: int | None = None  # the ext_proc service's port, once started
         self._server: grpc.aio.Server | None = None
+        self._ext_server: grpc.aio.Server | None = None
         self._stopped = asyncio.Event()
 
     async def start(self) -> int:
@@ -128,9 +131,15 @@ class RouterServer:
         )
         pb_grpc.add_RouterServicer_to_server(RouterServicer(self.engine, self.outcomes), server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        ext = self.settings.ext_proc
+        ext_proc = ExtProcServicer(self.engine, ext) if ext.enabled else None
+        shared = ext_proc is not None and ext.port is None  # ext_proc on the Router API's port
+        if ext_proc is not None and shared:
+            ext_proc.add_to(server)
         if cfg.reflection:
             names = (
                 SERVICE_NAME,
+                *((EXT_PROC_SERVICE_NAME,) if shared else ()),
                 health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
                 reflection.SERVICE_NAME,
             )
@@ -139,6 +148,8 @@ class RouterServer:
         self.port = server.add_insecure_port(f"{cfg.host}:{cfg.port}")
         if self.port == 0:
             raise OSError(f"could not bind {cfg.host}:{cfg.port}")
+        if ext_proc is not None:
+            self.ext_proc_port = self.port if ext.port is None else self._ext_proc_server(ext_proc)
         self.outcomes.start()
         if self.cache.redis is not None:
             await self.cache.redis.warm()
@@ -146,15 +157,41 @@ class RouterServer:
             self.metrics.serve_http(self.settings.metrics.host, self.settings.metrics.port)
         await server.start()
         self._server = server
+        if self._ext_server is not None:
+            await self._ext_server.start()
         self.engine.install(load_routers(self.settings, self.registry))
+        if ext_proc is not None:
+            ext_proc.check()
         await self._set_health(health_pb2.HealthCheckResponse.SERVING)
         log.info(
             "serving %d router(s) on %s:%d", len(self.engine.table.routers), cfg.host, self.port
         )
         return self.port
 
+    def _ext_proc_server(self, ext_proc: ExtProcServicer) -> int:
+        """A second server for ext_proc alone (``ext_proc.port``), with health and reflection."""
+        cfg, port = self.settings.server, self.settings.ext_proc.port
+        server = grpc.aio.server(
+            options=grpc_options(cfg), maximum_concurrent_rpcs=cfg.max_concurrent_rpcs
+        )
+        ext_proc.add_to(server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        if cfg.reflection:
+            names = (
+                EXT_PROC_SERVICE_NAME,
+                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                reflection.SERVICE_NAME,
+            )
+            reflection.enable_server_reflection(names, server)
+        bound = server.add_insecure_port(f"{cfg.host}:{port}")
+        if bound == 0:
+            raise OSError(f"could not bind {cfg.host}:{port} (ext_proc.port)")
+        self._ext_server = server
+        return bound
+
     async def _set_health(self, status: health_pb2.HealthCheckResponse.ServingStatus) -> None:
-        for service in ("", SERVICE_NAME):
+        ext_proc = (EXT_PROC_SERVICE_NAME,) if self.settings.ext_proc.enabled else ()
+        for service in ("", SERVICE_NAME, *ext_proc):
             await self.health.set(service, status)
 
     async def stop(self, grace_s: float | None = None) -> None:
@@ -164,11 +201,13 @@ class RouterServer:
         grace = self.settings.server.grace_period_s if grace_s is None else grace_s
         await self.health.enter_graceful_shutdown()
         log.info("stopping: finishing calls in flight (grace %.1f s)", grace)
-        await self._server.stop(grace)
+        await asyncio.gather(
+            *(s.stop(grace) for s in (self._server, self._ext_server) if s is not None)
+        )
         await self.outcomes.close()
         await self.cache.close()
         self.executor.shutdown(wait=False, cancel_futures=True)
-        self._server = None
+        self._server = self._ext_server = None
         self._stopped.set()
 
     async def wait_stopped(self) -> None:

@@ -26,8 +26,8 @@ class Strategy(Protocol):
     bounded thread pool under ``engine.offload_timeout_ms``. Any exception, or the timeout,
     makes the engine answer from the fallback strategy; the message of a
     :class:`~router_service.errors.StrategyError` goes into the answer's ``reason`` (so it must
-    never contain prompt text), other exceptions show only their class name. ``features`` is ``None`` unless
-    ``needs_features`` is true.
+    never contain prompt text), other exceptions show only their class name. ``features`` is
+    ``None`` unless ``needs_features`` is true.
     """
 
     kind: str

@@ -22,6 +22,9 @@ from router_service.strategies.base import Features, HealthCheck, usable
 
 __all__ = ["OnnxQualityRouter"]
 
+_TIE = 1e-6
+"""Scores this close are a tie; the cheaper candidate wins (as in offline evaluation)."""
+
 
 class OnnxQualityRouter:
     needs_features = True
@@ -47,10 +50,15 @@ class OnnxQualityRouter:
         self._prices_apply = prices_apply
         self._default_weight = default_cost_weight
 
+    def predict_batch(self, features: Features) -> np.ndarray:
+        """Quality per known model, float ``[n, len(models)]`` for ``n`` feature rows."""
+        (out,) = self._session.run([self._output], {self._input: features})
+        rows: np.ndarray = np.asarray(out, dtype=np.float64)
+        return rows
+
     def predict(self, features: Features) -> np.ndarray:
         """Quality per known model, float ``[len(models)]`` for one feature row."""
-        (out,) = self._session.run([self._output], {self._input: features})
-        row: np.ndarray = np.asarray(out, dtype=np.float64)[0]
+        row: np.ndarray = self.predict_batch(features)[0]
         return row
 
     def _cost(self, cand: Candidate) -> float:
@@ -100,5 +108,6 @@ class OnnxQualityRouter:
                 return best, f"cheapest with predicted quality >= {min_quality:g}"
             best = max(names, key=lambda n: q[n])
             return best, f"none predicted >= {min_quality:g}; highest predicted quality"
-        best = max(names, key=lambda n: score[n])
+        top = max(score[n] for n in names)
+        best = min((n for n in names if score[n] >= top - _TIE), key=lambda n: cost[n])
         return best, f"best predicted quality - {lam:g} x cost"

@@ -183,15 +183,13 @@ async def test_slow_redis_costs_at_most_the_cache_timeout(redis_server: Any) -> 
 
 async def test_redis_cluster_caches_decisions(redis_cluster: Any) -> None:
     feat = CountingFeaturizer()
-    engine, cache, metrics = make(redis_cluster.url, feat, cluster=True, timeout_ms=50)
+    engine, cache, _ = make(redis_cluster.url, feat, cluster=True, timeout_ms=50)
     assert await cache.redis.warm()
     prompts = [f"{PROMPT} cluster {i}" for i in range(12)]
     for p in prompts:
         await engine.route(req(p))
     await cache.drain()
-    engine2, cache2, metrics2 = make(
-        redis_cluster.url, CountingFeaturizer(), cluster=True, timeout_ms=50
-    )
+    engine2, cache2, _ = make(redis_cluster.url, CountingFeaturizer(), cluster=True, timeout_ms=50)
     assert await cache2.redis.warm()
     again = [await engine2.route(req(p)) for p in prompts]
     assert all(d.source is Source.CACHE for d in again)

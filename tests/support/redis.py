@@ -26,7 +26,7 @@ def _port_free(port: int) -> bool:
 def free_port_pair() -> int:
     """A port whose cluster-bus companion (port + 10000) is free too."""
     for _ in range(200):
-        port = random.randint(20000, 29999)  # noqa: S311
+        port = random.randint(20000, 29999)
         if _port_free(port) and _port_free(port + 10000):
             return port
     raise RuntimeError("no free port pair for redis")

@@ -10,8 +10,14 @@ from router_service.cache.codec import (
 )
 from router_service.cache.keys import decision_key, feature_key, text_hash
 from router_service.cache.lru import LruCache
-from router_service.engine.types import Candidate, CandidateScore, Decision, Policy, RouteInput
-from router_service.engine.types import Source
+from router_service.engine.types import (
+    Candidate,
+    CandidateScore,
+    Decision,
+    Policy,
+    RouteInput,
+    Source,
+)
 
 
 class Clock:
@@ -97,7 +103,7 @@ def test_decision_codec_round_trip_drops_request_id() -> None:
     back = decode_decision(encode_decision(d))
     assert back.model == "b" and back.router_version == "v3" and back.request_id == ""
     assert back.scores == d.scores
-    with pytest.raises(ValueError, match="serialized decision|names no model"):
+    with pytest.raises(ValueError, match=r"serialized decision|names no model"):
         decode_decision(b"\xff\xff\xff")
 
 

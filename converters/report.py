@@ -1,0 +1,182 @@
+"""Evaluation reports: a router's predictions against the truth, baselines, the cost–quality
+curve over a λ sweep, APGR for two-model sets, calibration of the default λ, and the plot."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from converters import evaluate as ev
+
+__all__ = ["Target", "calibrate_lambda", "evaluate_predictions", "plot_curve"]
+
+F64 = npt.NDArray[np.float64]
+
+
+class Target:
+    """A calibration target: ``best-single`` (cost ≤ the best single model's), an average cost
+    (``cost:X``, in the bundle's cost unit), or a share of calls to the most expensive model
+    (``top-share:S``, 0..1)."""
+
+    def __init__(self, spec: str) -> None:
+        kind, _, value = spec.partition(":")
+        if kind not in ("best-single", "cost", "top-share") or (
+            kind != "best-single" and not value
+        ):
+            raise ValueError(f"target {spec!r}: use best-single, cost:X or top-share:S")
+        self.kind = kind
+        self.value = float(value) if value else 0.0
+
+    def __str__(self) -> str:
+        return self.kind if self.kind == "best-single" else f"{self.kind}:{self.value:g}"
+
+
+def _top_share(S: F64, cost: F64, lam: float) -> float:
+    choice = ev.choose_utility(S, cost, lam)
+    return float(np.mean(choice == int(np.argmax(cost))))
+
+
+def calibrate_lambda(
+    S: F64, Y: F64, Y_ref: F64, cost: F64, target: Target
+) -> tuple[float, list[dict[str, float]]]:
+    """The smallest λ meeting ``target`` on these rows, and the calibration table (the sweep).
+
+    ``Y_ref`` picks the best single model (use training rows). When no λ meets the target, the
+    largest λ of the sweep (cheapest routing) is returned.
+    """
+    lambdas = ev.default_lambdas(S, cost)
+    curve = ev.cost_quality_curve(S, Y, cost, lambdas)
+    table = [
+        {
+            "cost_weight": p.lam,
+            "avg_quality": p.avg_quality,
+            "avg_cost": p.avg_cost,
+            "top_cost_share": _top_share(S, cost, p.lam),
+        }
+        for p in curve
+    ]
+    if target.kind == "top-share":
+        ok = [row for row in table if row["top_cost_share"] <= target.value + 1e-12]
+    else:
+        budget = target.value
+        if target.kind == "best-single":
+            best = ev.best_single_index(Y_ref, cost)
+            budget = float(cost[best])
+        ok = [row for row in table if row["avg_cost"] <= budget + 1e-12]
+    chosen = (
+        min(ok, key=lambda r: r["cost_weight"])
+        if ok
+        else max(table, key=lambda r: r["cost_weight"])
+    )
+    return float(chosen["cost_weight"]), table
+
+
+def evaluate_predictions(
+    S: F64, Y_test: F64, Y_train: F64, cost: F64, *, lam: float, models: Sequence[str]
+) -> dict[str, Any]:
+    """Everything ``routeiq-bundle eval`` reports, as plain JSON-able data."""
+    routed = ev.evaluate_choice(ev.choose_utility(S, cost, lam), Y_test, cost)
+    base = ev.baselines(Y_train, Y_test, cost)
+    curve = ev.cost_quality_curve(S, Y_test, cost, ev.default_lambdas(S, cost))
+    singles = [(float(cost[j]), float(Y_test[:, j].mean())) for j in range(len(models))]
+    gain = ev.frontier_gain(curve, singles)
+    out: dict[str, Any] = {
+        "rows": len(Y_test),
+        "cost_weight": lam,
+        "router": _policy(routed, models),
+        "best_single": _policy(base["best_single"], models)
+        | {"model": models[ev.best_single_index(Y_train, cost)]},
+        "oracle": _policy(base["oracle"], models),
+        "random": _policy(base["random"], models),
+        "single_models": {
+            m: {"avg_cost": c, "avg_quality": q} for m, (c, q) in zip(models, singles, strict=True)
+        },
+        "curve": [
+            {"cost_weight": p.lam, "avg_cost": p.avg_cost, "avg_quality": p.avg_quality}
+            for p in curve
+        ],
+        "frontier_gain": {
+            "area": gain.area,
+            "mean_gain": gain.mean_gain,
+            "cost_range": list(gain.cost_range),
+        },
+    }
+    if len(models) == 2:
+        strong = int(np.argmax(cost))
+        weak = 1 - strong
+        res = ev.apgr(S[:, strong] - S[:, weak], Y_test[:, weak], Y_test[:, strong])
+        out["apgr"] = {
+            "strong": models[strong],
+            "weak": models[weak],
+            "apgr": res.apgr,
+            "random_apgr": ev.random_apgr(Y_test[:, weak], Y_test[:, strong]),
+            "points": [list(p) for p in res.points],
+        }
+    return out
+
+
+def _policy(res: ev.PolicyResult, models: Sequence[str]) -> dict[str, Any]:
+    return {
+        "avg_quality": res.avg_quality,
+        "avg_cost": res.avg_cost,
+        "call_share": dict(zip(models, res.call_share, strict=True)),
+    }
+
+
+def plot_curve(report: dict[str, Any], path: Path, title: str, cost_unit: str) -> Path:
+    """The cost–quality curve of the λ sweep, the single models as points, the baselines."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.5, 5), dpi=120)
+    curve = report["curve"]
+    ax.plot(
+        [p["avg_cost"] for p in curve],
+        [p["avg_quality"] for p in curve],
+        "-o",
+        ms=3,
+        label="router (λ sweep)",
+    )
+    for name, p in report["single_models"].items():
+        ax.scatter(p["avg_cost"], p["avg_quality"], marker="s", s=30)
+        ax.annotate(
+            name,
+            (p["avg_cost"], p["avg_quality"]),
+            fontsize=7,
+            xytext=(3, 3),
+            textcoords="offset points",
+        )
+    for key, marker in (("oracle", "*"), ("random", "x")):
+        ax.scatter(
+            report[key]["avg_cost"],
+            report[key]["avg_quality"],
+            marker=marker,
+            s=80,
+            label=key,
+            color="black",
+        )
+    r = report["router"]
+    ax.scatter(
+        r["avg_cost"],
+        r["avg_quality"],
+        marker="D",
+        s=60,
+        color="red",
+        label=f"router at default λ={report['cost_weight']:.3g}",
+    )
+    ax.set_xlabel(f"average cost ({cost_unit.replace('_', ' ')})")
+    ax.set_ylabel("average quality")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path

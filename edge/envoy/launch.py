@@ -1,0 +1,162 @@
+"""Run the local Envoy edge: the RouteIQ Router service and Envoy together, in one command.
+
+    python edge/envoy/launch.py --demo          # with three fake upstreams, nothing else needed
+    python edge/envoy/launch.py --upstream-a 127.0.0.1:8001 --upstream-b ... --upstream-c ...
+
+The service runs ``routeiq-router serve --config edge/envoy/routeiq.yaml`` (ext_proc on its gRPC
+port); Envoy runs ``edge/envoy/envoy.yaml`` rendered with the ports below and writes its JSON
+access log to stdout. Upstream A serves ``--model-a``, B serves ``--model-b``, C is the default
+route (requests the service did not route). Ctrl-C (or SIGTERM) stops both; if either exits,
+the other is stopped and the exit code is passed on. Envoy is ``--envoy``, else
+``.tools/bin/envoy`` (``make tools``), else ``envoy`` on PATH.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import shutil
+import signal
+import string
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+
+
+def _envoy_binary(explicit: str | None) -> str:
+    for candidate in (explicit, str(REPO / ".tools" / "bin" / "envoy"), shutil.which("envoy")):
+        if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
+            return candidate
+    sys.exit("launch: envoy not found: run `make tools` or pass --envoy PATH")
+
+
+def _host_port(value: str) -> tuple[str, int]:
+    host, _, port = value.rpartition(":")
+    if not host or not port.isdigit():
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {value!r}")
+    return host, int(port)
+
+
+def _wait_serving(target: str, proc: subprocess.Popen[bytes], timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    with grpc.insecure_channel(target) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                sys.exit(f"launch: the router service exited with {proc.returncode}")
+            try:
+                reply = stub.Check(health_pb2.HealthCheckRequest(), timeout=1.0)
+                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.RpcError:
+                pass
+            time.sleep(0.1)
+    sys.exit(f"launch: the router service is not SERVING on {target} after {timeout_s:.0f} s")
+
+
+def _demo_upstreams() -> list[tuple[str, int]]:
+    """Three fake OpenAI-compatible upstreams (the test suite's), in this process."""
+    sys.path.insert(0, str(REPO))
+    fake = importlib.import_module("tests.support.fake_upstream")
+    upstreams: list[Any] = [fake.FakeUpstream(name) for name in ("a", "b", "c")]
+    return [("127.0.0.1", int(u.port)) for u in upstreams]
+
+
+def _stop(proc: subprocess.Popen[bytes], timeout_s: float = 10.0) -> int:
+    if proc.poll() is None:
+        os.kill(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+    return proc.returncode
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--listen-port", type=int, default=8080, help="Envoy's listener (8080)")
+    parser.add_argument("--admin-port", type=int, default=9901, help="Envoy's admin (9901)")
+    parser.add_argument("--router-port", type=int, default=50051, help="the service (50051)")
+    parser.add_argument("--config", type=Path, default=HERE / "routeiq.yaml", help="service config")
+    parser.add_argument("--template", type=Path, default=HERE / "envoy.yaml", help="Envoy template")
+    parser.add_argument("--envoy", help="Envoy binary")
+    parser.add_argument("--model-a", default="gpt-big", help="model served by upstream A")
+    parser.add_argument("--model-b", default="small-fast", help="model served by upstream B")
+    for letter, port in (("a", 8001), ("b", 8002), ("c", 8003)):
+        parser.add_argument(
+            f"--upstream-{letter}",
+            type=_host_port,
+            default=("127.0.0.1", port),
+            metavar="HOST:PORT",
+        )
+    parser.add_argument("--demo", action="store_true", help="serve three fake upstreams")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    envoy = _envoy_binary(args.envoy)
+    upstreams = (
+        _demo_upstreams() if args.demo else [args.upstream_a, args.upstream_b, args.upstream_c]
+    )
+    values: dict[str, object] = {
+        "LISTEN_PORT": args.listen_port,
+        "ADMIN_PORT": args.admin_port,
+        "ROUTER_HOST": "127.0.0.1",
+        "ROUTER_PORT": args.router_port,
+        "MODEL_A": args.model_a,
+        "MODEL_B": args.model_b,
+    }
+    for letter, (host, port) in zip("ABC", upstreams, strict=True):
+        values[f"UPSTREAM_{letter}_HOST"] = host
+        values[f"UPSTREAM_{letter}_PORT"] = port
+    config = Path(tempfile.mkdtemp(prefix="routeiq-edge-")) / "envoy.yaml"
+    config.write_text(string.Template(args.template.read_text()).substitute(values))
+
+    service = subprocess.Popen(
+        [sys.executable, "-m", "router_service", "serve", "--config", str(args.config),
+         "--port", str(args.router_port)],
+        cwd=REPO,
+    )  # fmt: skip
+    _wait_serving(f"127.0.0.1:{args.router_port}", service)
+    proxy = subprocess.Popen([envoy, "-c", str(config), "--log-level", "warn"])
+    print(
+        f"launch: edge on http://127.0.0.1:{args.listen_port}/v1 (admin :{args.admin_port}), "
+        f"router service on :{args.router_port}, upstreams "
+        + ", ".join(f"{h}:{p}" for h, p in upstreams)
+        + f"; Envoy config {config}. Ctrl-C stops.",
+        flush=True,
+    )
+
+    def _on_signal(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    for sig in (signal.SIGTERM, signal.SIGINT):  # SIGINT too: ignored when started with `&`
+        signal.signal(sig, _on_signal)
+    try:
+        while service.poll() is None and proxy.poll() is None:
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        codes = (_stop(proxy), _stop(service))
+    print(f"launch: stopped (envoy {codes[0]}, router service {codes[1]})", flush=True)
+    return max((abs(c) for c in codes if c not in (0, -signal.SIGTERM)), default=0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,231 @@
+"""OpenAI-style request bodies for the Envoy ext_proc surface: parse, read the text, rewrite.
+
+Pure functions, no gRPC and no I/O, so that the edge's contract is testable without sockets:
+
+- :func:`api_kind` names the API a request path belongs to (chat, completions, embeddings,
+  responses), or ``None`` for paths whose body the service does not read.
+- :func:`parse_body` turns the buffered JSON body into a :class:`ParsedBody` (the ``model`` the
+  client asked for and the text to route on) or raises :class:`MalformedBody`, whose message
+  says what is wrong without quoting the body.
+- :func:`rewrite_model` serialises the body again with ``model`` replaced.
+- :func:`spoofed_headers` lists the ``x-routeiq-*`` headers a client sent (only the edge may set
+  them), and :func:`error_body` is the JSON of a 400 answer.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from router_service.errors import InvalidRequest
+
+__all__ = [
+    "HEADER_PREFIX",
+    "MODEL_HEADER",
+    "ROUTE_KEY",
+    "ApiKind",
+    "MalformedBody",
+    "ParsedBody",
+    "api_kind",
+    "error_body",
+    "parse_body",
+    "rewrite_model",
+    "spoofed_headers",
+]
+
+HEADER_PREFIX = "x-routeiq-"
+MODEL_HEADER = "x-routeiq-model"
+"""Set by the service on the request; Envoy's routes match it to pick the upstream cluster."""
+ROUTE_KEY = "x-routeiq-route"
+"""gRPC initial metadata that Envoy's config sets per virtual host to name an ext_proc route."""
+
+ApiKind = Literal["chat", "completions", "embeddings", "responses"]
+_SUFFIXES: tuple[tuple[str, ApiKind], ...] = (
+    ("/chat/completions", "chat"),
+    ("/completions", "completions"),
+    ("/embeddings", "embeddings"),
+    ("/responses", "responses"),
+)
+_TEXT_PARTS = frozenset({"text", "input_text", "output_text"})
+
+
+class MalformedBody(InvalidRequest):
+    """The body is not a well-formed request of its API; the message never quotes the body."""
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedBody:
+    """A parsed request body. ``prompt`` and ``messages`` are the text the engine routes on:
+    at most one is set, neither when the body carries no text (token ids, images only)."""
+
+    payload: dict[str, Any]
+    model: str | None
+    prompt: str | None = None
+    messages: tuple[tuple[str, str], ...] | None = None
+
+    @property
+    def has_text(self) -> bool:
+        return self.prompt is not None or self.messages is not None
+
+
+def api_kind(path: str) -> ApiKind | None:
+    """The API of a request path (``:path``, query ignored), e.g. ``/v1/chat/completions``."""
+    bare = path.split("?", 1)[0].rstrip("/")
+    for suffix, kind in _SUFFIXES:
+        if bare.endswith(suffix):
+            return kind
+    return None
+
+
+def _reject_constant(name: str) -> float:
+    raise MalformedBody(f"body is not valid JSON: {name} is not a JSON number")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):  # e.g. 1e999: it would be written back as Infinity, not JSON
+        raise MalformedBody("body has a number out of range (over 1.8e308)")
+    return value
+
+
+# Built once: json.loads/json.dumps with options build a new decoder/encoder on every call.
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite)
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+def parse_body(raw: bytes, kind: ApiKind) -> ParsedBody:
+    """Parse a buffered body of API ``kind``; :class:`MalformedBody` when it is not one."""
+    if not raw.strip():
+        raise MalformedBody("body is empty: expected a JSON object")
+    try:  # JSON over HTTP is UTF-8 (RFC 8259); json.loads(bytes) would also guess UTF-16/32
+        payload = _DECODER.decode(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise MalformedBody("body is not valid UTF-8 JSON") from None
+    except RecursionError:
+        raise MalformedBody("body is nested too deeply") from None
+    except json.JSONDecodeError as exc:
+        raise MalformedBody(
+            f"body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        ) from None
+    if not isinstance(payload, dict):
+        raise MalformedBody(f"body must be a JSON object, got {_type(payload)}")
+    model = payload.get("model")
+    if model is not None and not isinstance(model, str):
+        raise MalformedBody(f"'model' must be a string, got {_type(model)}")
+    if kind == "chat":
+        return ParsedBody(payload, model, messages=_chat_messages(payload))
+    if kind == "completions":
+        return ParsedBody(payload, model, prompt=_texts(payload, "prompt"))
+    if kind == "embeddings":
+        return ParsedBody(payload, model, prompt=_texts(payload, "input"))
+    return ParsedBody(payload, model, messages=_responses_turns(payload))
+
+
+def rewrite_model(parsed: ParsedBody, model: str) -> bytes:
+    """The body with ``model`` set to ``model``, as compact UTF-8 JSON (other fields as sent)."""
+    return _ENCODER.encode({**parsed.payload, "model": model}).encode()
+
+
+def spoofed_headers(names: Iterable[str]) -> list[str]:
+    """The ``x-routeiq-*`` header names among ``names``: only the edge may set them."""
+    return [name for name in names if name.lower().startswith(HEADER_PREFIX)]
+
+
+def error_body(message: str, code: str = "routeiq_malformed_body") -> bytes:
+    """An OpenAI-style error object, what OpenAI clients expect with a 400."""
+    error = {"message": message, "type": "invalid_request_error", "param": None, "code": code}
+    return json.dumps({"error": error}).encode()
+
+
+# -- the text of each API -------------------------------------------------------------------
+def _type(value: object) -> str:
+    names = {dict: "an object", list: "an array", str: "a string", bool: "a boolean"}
+    if value is None:
+        return "null"
+    return names.get(type(value), "a number")
+
+
+def _content_text(content: object, where: str) -> str:
+    """Message content: a string, null, or a list of parts whose text parts are kept."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if not isinstance(content, list):
+        raise MalformedBody(f"{where} must be a string or an array of parts, got {_type(content)}")
+    texts = []
+    for i, part in enumerate(content):
+        if not isinstance(part, dict):
+            raise MalformedBody(f"{where}[{i}] must be an object, got {_type(part)}")
+        if part.get("type") in _TEXT_PARTS:
+            text = part.get("text")
+            if not isinstance(text, str):
+                raise MalformedBody(f"{where}[{i}].text must be a string, got {_type(text)}")
+            texts.append(text)
+    return "\n".join(texts)
+
+
+def _turn(item: object, where: str) -> tuple[str, str]:
+    if not isinstance(item, dict):
+        raise MalformedBody(f"{where} must be an object, got {_type(item)}")
+    role = item.get("role", "")
+    if not isinstance(role, str):
+        raise MalformedBody(f"{where}.role must be a string, got {_type(role)}")
+    return role, _content_text(item.get("content"), f"{where}.content")
+
+
+def _chat_messages(payload: dict[str, Any]) -> tuple[tuple[str, str], ...]:
+    messages = payload.get("messages")
+    if not isinstance(messages, list):
+        raise MalformedBody(f"'messages' must be an array, got {_type(messages)}")
+    if not messages:
+        raise MalformedBody("'messages' is empty")
+    return tuple(_turn(m, f"messages[{i}]") for i, m in enumerate(messages))
+
+
+def _texts(payload: dict[str, Any], field: str) -> str | None:
+    """A string or an array of strings (joined); ``None`` for token ids, which carry no text."""
+    value = payload.get(field)
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+        return "\n".join(value)
+    if isinstance(value, list) and value and all(_is_tokens(v) for v in value):
+        return None
+    raise MalformedBody(
+        f"'{field}' must be a string or an array of strings or token ids, got {_type(value)}"
+        + (" (empty)" if value == [] else "")
+    )
+
+
+def _is_tokens(value: object) -> bool:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return True
+    return isinstance(value, list) and all(
+        isinstance(v, int) and not isinstance(v, bool) for v in value
+    )
+
+
+def _responses_turns(payload: dict[str, Any]) -> tuple[tuple[str, str], ...] | None:
+    """Responses API: ``instructions`` (a system turn) then ``input`` (a string or items)."""
+    turns: list[tuple[str, str]] = []
+    instructions = payload.get("instructions")
+    if instructions is not None:
+        if not isinstance(instructions, str):
+            raise MalformedBody(f"'instructions' must be a string, got {_type(instructions)}")
+        turns.append(("system", instructions))
+    items = payload.get("input")
+    if isinstance(items, str):
+        turns.append(("user", items))
+    elif isinstance(items, list):
+        for i, item in enumerate(items):
+            if isinstance(item, dict) and "content" in item:
+                turns.append(_turn(item, f"input[{i}]"))
+            elif not isinstance(item, dict):
+                raise MalformedBody(f"input[{i}] must be an object, got {_type(item)}")
+    elif items is not None or not turns:
+        raise MalformedBody(f"'input' must be a string or an array of items, got {_type(items)}")
+    return tuple(turns) or None

@@ -1,0 +1,173 @@
+"""routeiq-bundle end to end on the generated dataset: train → eval → calibrate → convert."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from converters.cli import main
+from converters.routers import save_skops, train_router
+from converters.synthetic import write_synthetic
+from router_service.bundles.loader import load_bundle
+from router_service.bundles.verify import verify_bundle
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_synthetic(tmp_path_factory.mktemp("data") / "synthetic.csv", n=1200)
+
+
+@pytest.fixture(scope="module")
+def bundle(data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("bundles") / "linear"
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                str(data),
+                "--format",
+                "wide",
+                "--router",
+                "linear",
+                "--featurizer",
+                "tfidf",
+                "--svd-dims",
+                "64",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    return out
+
+
+def test_train_writes_a_verified_bundle_with_provenance(bundle: Path) -> None:
+    verified = verify_bundle(bundle, 1 << 30)
+    m = verified.manifest
+    assert m.models == ["small-fast", "coder", "frontier"]
+    assert m.cost_unit == "usd_per_query"
+    assert m.featurizer.kind == "tfidf" and m.featurizer.dim == 64
+    assert set(m.files) == {"featurizer.onnx", "router.onnx"}
+    assert m.provenance["parity"]["decision_agreement"] == 1.0
+    assert m.provenance["parity"]["max_abs_diff"] < 1e-4
+    assert m.provenance["featurizer_parity"]["min_cosine"] > 0.999
+    assert m.calibration and m.default_cost_weight >= 0
+    router = load_bundle(bundle, 1 << 30)
+    assert router.name == "synthetic-linear-tfidf"
+
+
+def test_eval_beats_random_and_writes_plot(
+    bundle: Path, data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    plot = tmp_path / "curve.png"
+    assert (
+        main(
+            [
+                "eval",
+                "--bundle",
+                str(bundle),
+                "--data",
+                str(data),
+                "--format",
+                "wide",
+                "--cost-weight",
+                "0",
+                "--plot",
+                str(plot),
+                "--json",
+            ]
+        )
+        == 0
+    )
+    report = json.loads(capsys.readouterr().out)
+    assert report["rows"] == 240
+    assert report["router"]["avg_quality"] > report["random"]["avg_quality"] + 0.05
+    assert report["router"]["avg_quality"] <= report["oracle"]["avg_quality"]
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert len(report["curve"]) > 5
+
+
+def test_calibrate_sets_default_cost_weight(bundle: Path, data: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "b"
+    import shutil
+
+    shutil.copytree(bundle, copy)
+    before = verify_bundle(copy, 1 << 30).manifest
+    assert (
+        main(
+            [
+                "calibrate",
+                "--bundle",
+                str(copy),
+                "--data",
+                str(data),
+                "--format",
+                "wide",
+                "--target",
+                "top-share:0.1",
+            ]
+        )
+        == 0
+    )
+    after = verify_bundle(copy, 1 << 30).manifest
+    assert after.version != before.version
+    point = min(
+        (p for p in after.calibration if p.top_cost_share <= 0.1), key=lambda p: p.cost_weight
+    )
+    assert after.default_cost_weight == pytest.approx(point.cost_weight)
+
+
+def test_convert_refuses_pickle_without_opt_in(
+    bundle: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("LLMROUTER_ALLOW_PICKLE_MODELS", raising=False)
+    pkl = tmp_path / "model.pkl"
+    pkl.write_bytes(b"\x80\x04K\x01.")  # a valid pickle; it must never be read
+    assert (
+        main(
+            ["convert", "--model", str(pkl), "--like", str(bundle), "--out", str(tmp_path / "out")]
+        )
+        == 2
+    )
+    err = capsys.readouterr().err
+    assert "refusing to unpickle" in err and "pickle runs arbitrary code" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_convert_skops_estimator_with_parity(bundle: Path, data: Path, tmp_path: Path) -> None:
+    import numpy as np
+
+    rng = np.random.default_rng(1)
+    trained = train_router("mlp", rng.standard_normal((200, 64)), rng.random((200, 3)), max_iter=50)
+    model = save_skops(trained, tmp_path / "mlp.skops")
+    out = tmp_path / "converted"
+    assert (
+        main(
+            [
+                "convert",
+                "--model",
+                str(model),
+                "--like",
+                str(bundle),
+                "--out",
+                str(out),
+                "--data",
+                str(data),
+                "--format",
+                "wide",
+            ]
+        )
+        == 0
+    )
+    m = verify_bundle(out, 1 << 30).manifest
+    assert m.router_kind == "mlp"
+    assert m.provenance["parity"]["decision_agreement"] == 1.0
+    assert (
+        m.files["featurizer.onnx"]
+        == verify_bundle(bundle, 1 << 30).manifest.files["featurizer.onnx"]
+    )

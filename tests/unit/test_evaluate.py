@@ -1,0 +1,150 @@
+"""Routing evaluation: policies, baselines, APGR (RouteLLM), cost–quality frontier."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from converters.evaluate import (
+    CurvePoint,
+    apgr,
+    baselines,
+    best_single_index,
+    choose_threshold,
+    choose_utility,
+    cost_quality_curve,
+    default_lambdas,
+    evaluate_choice,
+    frontier_gain,
+    lambda_for_budget,
+    random_apgr,
+)
+
+DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+
+
+def test_choose_utility_prefers_cheaper_on_ties_and_trades_cost() -> None:
+    S = np.array([[0.5, 0.5, 0.2], [0.1, 0.9, 0.8]])
+    cost = np.array([2.0, 1.0, 0.0])
+    assert list(choose_utility(S, cost, 0.0)) == [1, 1]
+    assert list(choose_utility(S, cost, 0.05)) == [1, 1]  # 0.9-0.05 > 0.8
+    assert list(choose_utility(S, cost, 0.2)) == [1, 2]  # 0.5-0.2 > 0.2 but 0.9-0.2 < 0.8
+    assert list(choose_utility(S, cost, 0.5)) == [2, 2]
+    per_query = np.array([[0.0, 1.0, 1.0], [1.0, 1.0, 1.0]])
+    assert list(choose_utility(S, per_query, 0.0)) == [0, 1]
+    with pytest.raises(ValueError, match="cost must be"):
+        choose_utility(S, np.ones(4), 0.0)
+
+
+def test_choose_threshold_takes_cheapest_good_enough() -> None:
+    S = np.array([[0.9, 0.7, 0.3], [0.2, 0.1, 0.15]])
+    cost = np.array([3.0, 2.0, 1.0])
+    assert list(choose_threshold(S, cost, 0.6)) == [1, 0]  # row 2: none reaches, argmax
+    assert list(choose_threshold(S, cost, 0.1)) == [2, 2]
+    assert list(choose_threshold(S, cost, 0.95)) == [0, 0]
+
+
+def test_evaluate_choice_values() -> None:
+    Y = np.array([[1.0, 0.0], [0.5, 1.0], [0.0, 0.25], [1.0, 1.0]])
+    res = evaluate_choice([0, 1, 1, 0], Y, np.array([1.0, 10.0]))
+    assert res.avg_quality == pytest.approx((1 + 1 + 0.25 + 1) / 4)
+    assert res.avg_cost == pytest.approx((1 + 10 + 10 + 1) / 4)
+    assert res.call_share == (0.5, 0.5)
+    measured = np.array([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0], [7.0, 8.0]])
+    assert evaluate_choice([0, 1, 1, 0], Y, measured).avg_cost == pytest.approx(18 / 4)
+    with pytest.raises(ValueError, match="choice must have shape"):
+        evaluate_choice([0, 1], Y, np.ones(2))
+
+
+def test_baselines() -> None:
+    Y_train = np.array([[0.2, 0.6, 0.6], [0.4, 0.6, 0.6]])
+    Y_test = np.array([[1.0, 0.0, 1.0], [0.0, 0.5, 0.5], [0.0, 0.0, 0.0]])
+    cost = np.array([1.0, 3.0, 2.0])
+    assert best_single_index(Y_train, cost) == 2  # tie between 1 and 2 -> cheaper
+    out = baselines(Y_train, Y_test, cost)
+    assert out["best_single"].avg_quality == pytest.approx(0.5)
+    assert out["best_single"].call_share == (0.0, 0.0, 1.0)
+    assert out["oracle"].avg_quality == pytest.approx(0.5)
+    assert out["oracle"].avg_cost == pytest.approx((1 + 2 + 1) / 3)  # ties -> cheapest
+    assert out["random"].avg_quality == pytest.approx(Y_test.mean())
+    assert out["random"].avg_cost == pytest.approx(2.0)
+
+
+def test_apgr_matches_a_hand_computation() -> None:
+    scores = np.array([0.4, 0.3, 0.2, 0.1])
+    y_weak = np.array([0.0, 1.0, 1.0, 0.0])
+    y_strong = np.array([1.0, 1.0, 0.0, 1.0])
+    res = apgr(scores, y_weak, y_strong, num_results=2)
+    assert res.points == ((0.0, 0.5), (0.5, 0.75), (1.0, 0.75))
+    assert res.auc == pytest.approx(0.6875)
+    assert (res.weak_auc, res.strong_auc) == pytest.approx((0.5, 0.75))
+    assert res.apgr == pytest.approx(0.75)
+
+
+def test_apgr_reference_routers() -> None:
+    rng = np.random.default_rng(0)
+    y_weak = (rng.random(4000) < 0.6).astype(float)
+    y_strong = (rng.random(4000) < 0.8).astype(float)
+    assert random_apgr(y_weak, y_strong, draws=20) == pytest.approx(0.5, abs=0.03)
+    assert apgr(y_strong - y_weak, y_weak, y_strong).apgr > 1.0  # the oracle beats strong
+    assert apgr(y_weak - y_strong, y_weak, y_strong).apgr < 0.0  # the anti-oracle
+    with pytest.raises(ValueError, match="equal 1-D"):
+        apgr(np.zeros(3), np.zeros(3), np.zeros(4))
+
+
+def test_curve_is_monotone_and_budget_lambda() -> None:
+    rng = np.random.default_rng(1)
+    S = rng.random((300, 4))
+    Y = np.clip(S + rng.normal(0, 0.2, S.shape), 0, 1)
+    cost = np.array([0.1, 0.5, 1.0, 2.0])
+    lambdas = default_lambdas(S, cost, n=25)
+    assert lambdas[0] == 0.0 and np.all(np.diff(lambdas) > 0)
+    curve = cost_quality_curve(S, Y, cost, lambdas)
+    costs = [p.avg_cost for p in curve]
+    assert all(a >= b - 1e-12 for a, b in itertools.pairwise(costs))
+    assert curve[0].avg_quality == pytest.approx(Y[np.arange(300), S.argmax(axis=1)].mean())
+    assert curve[-1].avg_cost == pytest.approx(0.1)  # everything to the cheapest model
+    point = lambda_for_budget(S, Y, cost, 0.8, lambdas)
+    assert point is not None and point.avg_cost <= 0.8
+    earlier = [p for p in curve if p.lam < point.lam]
+    assert all(p.avg_cost > 0.8 for p in earlier)
+    assert lambda_for_budget(S, Y, cost, 0.01, lambdas) is None
+
+
+def test_frontier_gain_hand_computed() -> None:
+    singles = [(0.0, 0.5), (1.0, 0.7)]
+    above = [CurvePoint(0.0, 0.5, 0.8)]
+    gain = frontier_gain(above, singles)
+    assert gain.area == pytest.approx(0.125, abs=1e-5)
+    assert gain.mean_gain == pytest.approx(0.125, abs=1e-5)
+    assert gain.cost_range == (0.0, 1.0)
+    below = [CurvePoint(0.0, 0.5, 0.55)]
+    assert frontier_gain(below, singles).area == pytest.approx(0.0, abs=1e-12)
+    # an expensive worse model does not lower the frontier: F = 0.5 flat, G rises from 0.5
+    # to 0.6 over [0, 0.5] then stays flat -> 0.5 * 0.1 / 2 + 0.5 * 0.1
+    flat = frontier_gain([CurvePoint(0.0, 0.5, 0.6)], [(0.0, 0.5), (1.0, 0.4)])
+    assert flat.mean_gain == pytest.approx(0.075, abs=1e-5)
+
+
+@pytest.mark.skipif(not DATA.is_dir(), reason=f"shared data folder {DATA} is absent")
+def test_real_baselines_match_the_readme() -> None:
+    from converters.datasets import load_llmrouter, load_routellm
+
+    llm = load_llmrouter(DATA / "llmrouter")
+    cost = llm.price_vector()
+    assert cost is not None
+    train, test = llm.train(), llm.test()
+    out = baselines(train.quality, test.quality, cost)
+    assert out["best_single"].avg_quality == pytest.approx(0.563, abs=1e-3)
+    assert out["best_single"].avg_cost == pytest.approx(0.9)
+    assert out["oracle"].avg_quality == pytest.approx(0.743, abs=1e-3)
+    assert out["random"].avg_quality == pytest.approx(0.376, abs=1e-3)
+    assert out["oracle"].avg_cost < 0.5  # the cheapest of the tied best answers
+
+    mmlu = load_routellm(DATA / "routellm", "mmlu").test()
+    weak, strong = mmlu.quality[:, 0], mmlu.quality[:, 1]
+    assert random_apgr(weak, strong, draws=20) == pytest.approx(0.5, abs=0.05)
+    assert apgr(strong - weak, weak, strong).apgr > 1.0
