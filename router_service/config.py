@@ -119,7 +119,10 @@ class RedisSettings(_Section):
     tls_ca_file: Path | None = None
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
-    timeout_ms: float = Field(5.0, gt=0, description="per call; past it the call counts as failed")
+    timeout_ms: float = Field(5.0, gt=0, description="per read; past it the read is a miss")
+    write_timeout_ms: float = Field(
+        50.0, gt=0, description="per background write (off the answer's path)"
+    )
     connect_timeout_ms: float = Field(200.0, gt=0)
     max_connections: int = Field(64, ge=1)
     breaker_failures: int = Field(5, ge=1, description="consecutive failures that open the breaker")

@@ -35,7 +35,7 @@ def make_client(cfg: RedisSettings) -> Redis | RedisCluster:
     if cfg.url is None:
         raise ValueError("redis url is not set")
     kwargs: dict[str, Any] = {
-        "socket_timeout": cfg.timeout_ms / 1000 * 4,
+        "socket_timeout": max(cfg.timeout_ms, cfg.write_timeout_ms) / 1000 * 2,
         "socket_connect_timeout": cfg.connect_timeout_ms / 1000,
         "max_connections": cfg.max_connections,
     }
@@ -55,6 +55,12 @@ def make_client(cfg: RedisSettings) -> Redis | RedisCluster:
     return Redis.from_url(cfg.url, retry=Retry(NoBackoff(), 0), **kwargs)
 
 
+def _consume(task: asyncio.Future[Any]) -> None:
+    """Retrieve an abandoned call's outcome so that asyncio does not log it as unhandled."""
+    if not task.cancelled():
+        task.exception()
+
+
 def _str(value: object) -> str | None:
     return None if value is None else str(value)
 
@@ -63,6 +69,7 @@ class RedisTier:
     def __init__(self, client: Redis | RedisCluster, cfg: RedisSettings, metrics: Metrics) -> None:
         self._client = client
         self._timeout = cfg.timeout_ms / 1000
+        self._write_timeout = cfg.write_timeout_ms / 1000
         self._connect_timeout = cfg.connect_timeout_ms / 1000
         self._metrics = metrics
         self.breaker = CircuitBreaker(
@@ -89,9 +96,19 @@ class RedisTier:
             return False
         return True
 
-    async def _call(self, op: Awaitable[_T]) -> tuple[bool, _T | None]:
+    async def _call(self, op: Awaitable[_T], timeout_s: float) -> tuple[bool, _T | None]:
+        """Run one Redis call for at most ``timeout_s``. Past it the call is abandoned: it is
+        cancelled in the background, so a client library that is slow to unwind (a reply
+        half-read from a stalled server) never holds up the answer."""
+        task = asyncio.ensure_future(op)
+        done, _ = await asyncio.wait({task}, timeout=timeout_s)
+        if not done:
+            task.cancel()
+            task.add_done_callback(_consume)
+            self.breaker.failure()
+            return False, None
         try:
-            result = await asyncio.wait_for(op, self._timeout)
+            result = task.result()
         except _FAILURES:
             self.breaker.failure()
             return False, None
@@ -102,7 +119,7 @@ class RedisTier:
         """``(result, value)``: result is ``hit``, ``miss``, ``error`` or ``skipped`` (open)."""
         if not self.breaker.allow():
             return "skipped", None
-        ok, value = await self._call(self._client.get(key))
+        ok, value = await self._call(self._client.get(key), self._timeout)
         if not ok:
             return "error", None
         if value is None:
@@ -113,7 +130,9 @@ class RedisTier:
         """``ok``, ``error`` or ``skipped``. Every key gets a TTL (milliseconds precision)."""
         if not self.breaker.allow():
             return "skipped"
-        ok, _ = await self._call(self._client.set(key, value, px=max(1, int(ttl_s * 1000))))
+        ok, _ = await self._call(
+            self._client.set(key, value, px=max(1, int(ttl_s * 1000))), self._write_timeout
+        )
         return "ok" if ok else "error"
 
     async def close(self) -> None:

@@ -183,7 +183,7 @@ async def test_slow_redis_costs_at_most_the_cache_timeout(redis_server: Any) -> 
 
 async def test_redis_cluster_caches_decisions(redis_cluster: Any) -> None:
     feat = CountingFeaturizer()
-    engine, cache, _ = make(redis_cluster.url, feat, cluster=True, timeout_ms=50)
+    engine, cache, _ = make(redis_cluster.url, feat, cluster=True, timeout_ms=1000)
     assert await cache.redis.warm()
     prompts = [f"{PROMPT} cluster {i}" for i in range(12)]
     for p in prompts:

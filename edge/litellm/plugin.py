@@ -1,0 +1,489 @@
+"""RouteIQ routing inside the LiteLLM proxy: ``async_filter_deployments`` asks the Router service.
+
+Load the module-level instance from the proxy config::
+
+    litellm_settings:
+      callbacks: edge.litellm.plugin.routeiq_router
+
+What happens on each pick (LiteLLM calls the hook on every pick of a deployment in a model group,
+retries and fallbacks included):
+
+* Candidates: one per distinct name among the deployments. The name is ``model_info.routeiq_model``
+  when set, else ``litellm_params.model`` (e.g. ``openai/gpt-4o-mini``): stable across restarts and
+  key rotations, unlike ``model_info.id``, which LiteLLM derives from the parameters when the
+  config gives none. Prices (USD per million tokens) come from ``litellm_params`` or
+  ``model_info`` ``input_cost_per_token``/``output_cost_per_token`` × 1e6, else from LiteLLM's
+  model cost map, else are left unknown.
+* Input: chat messages become ``messages`` turns (text parts only); otherwise the ``prompt`` or
+  ``input`` string(s) become ``prompt`` (embeddings, text completions, ``/v1/responses``).
+* One ``Route`` call with a deadline of ``ROUTEIQ_EDGE_DEADLINE_MS`` (default 30 ms, connection
+  set-up included) over one ``grpc.aio`` channel per process and event loop, created on first use
+  and connecting at once. The request id (the client's ``x-request-id``, else LiteLLM's call id)
+  goes in ``request_id`` and, with a valid W3C ``traceparent``/``tracestate``, as gRPC metadata.
+* The answer's model maps back to the deployments of that name: a one-element list unless several
+  deployments share the name, in which case the proxy's ``routing_strategy`` picks among them.
+
+Fail-open: on a timeout, any gRPC error (service down, overloaded, invalid request), an answer
+naming no candidate, a request without text, or any unexpected error, the hook returns the list
+unchanged, so the proxy's own ``routing_strategy`` decides; it never raises and never waits past
+the deadline. Each outcome is counted in :attr:`RouteIQRouter.counters`; fail-opens are logged
+(at most one line per reason every 10 s) with the reason, the model group, the request id and the
+candidate count only: never prompt text, tokens or keys.
+
+The decision is stored in the request's LiteLLM metadata under ``routeiq`` (logging callbacks see
+it as ``kwargs["litellm_params"]["metadata"]["routeiq"]``; LiteLLM's fixed-schema standard logging
+payload and spend logs have no slot for it) and returned to the client as response headers
+``x-routeiq-model``, ``x-routeiq-router``, ``x-routeiq-router-version``, ``x-routeiq-source``,
+``x-routeiq-latency-us`` (time in the service), ``x-routeiq-edge-us`` (time in this hook), or
+``x-routeiq-fail-open: REASON``.
+
+Configuration (environment, read once at construction; no I/O happens before the first pick):
+``ROUTEIQ_EDGE_TARGET`` (``127.0.0.1:50051``), ``ROUTEIQ_EDGE_DEADLINE_MS`` (``30``),
+``ROUTEIQ_EDGE_ROUTER`` (empty = the service's default router; a request header
+``x-routeiq-router`` overrides it per request), ``ROUTEIQ_EDGE_MODEL_GROUPS`` (comma-separated
+model groups to route; empty = every group).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import re
+import time
+import weakref
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any, Final
+
+import grpc
+import litellm
+from litellm.integrations.custom_logger import CustomLogger
+
+from router_service.proto import pb, pb_grpc
+
+if TYPE_CHECKING:
+    from litellm.types.llms.openai import AllMessageValues
+
+    from router_service._proto.routeiq.router.v1.router_pb2_grpc import RouterAsyncStub
+
+__all__ = ["Decision", "EdgeCounters", "RouteIQRouter", "routeiq_router"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TARGET: Final = "127.0.0.1:50051"
+DEFAULT_DEADLINE_MS: Final = 30.0
+METADATA_KEY: Final = "routeiq"
+_PER_MTOK: Final = 1e6
+_MAX_ID_CHARS: Final = 256
+_LOG_EVERY_S: Final = 10.0
+_PRICE_CACHE_MAX: Final = 4096
+_TRACEPARENT: Final = re.compile(r"[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
+_PRINTABLE: Final = re.compile(r"[\x21-\x7e][\x20-\x7e]*")
+_CHANNEL_OPTIONS: Final = (
+    ("grpc.keepalive_time_ms", 30_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.initial_reconnect_backoff_ms", 200),
+    ("grpc.min_reconnect_backoff_ms", 200),
+    ("grpc.max_reconnect_backoff_ms", 2_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.enable_http_proxy", 0),  # never send routing calls through http(s)_proxy
+)
+_UNSAFE_HEADER_CHARS: Final = re.compile(r"[^\x20-\x7e]")
+
+
+@dataclass(slots=True)
+class EdgeCounters:
+    """What each pick did: ``routed`` chose; the fail-open reasons handed the list back."""
+
+    routed: int = 0
+    skipped_single: int = 0  # at most one distinct candidate: nothing to choose, no call made
+    skipped_group: int = 0  # model group not listed in ROUTEIQ_EDGE_MODEL_GROUPS
+    no_input: int = 0  # fail-open: no text to route on (e.g. token-id prompts)
+    timeout: int = 0  # fail-open: no answer within the deadline
+    unavailable: int = 0  # fail-open: UNAVAILABLE (service down, starting or stopping)
+    rejected: int = 0  # fail-open: any other gRPC status (INVALID_ARGUMENT, RESOURCE_EXHAUSTED…)
+    unknown_model: int = 0  # fail-open: the answer named no candidate
+    error: int = 0  # fail-open: unexpected error inside the plug-in
+
+    @property
+    def fail_open(self) -> int:
+        return (
+            self.no_input
+            + self.timeout
+            + self.unavailable
+            + self.rejected
+            + self.unknown_model
+            + self.error
+        )
+
+
+class Decision(dict[str, object]):
+    """A decision as stored in the request's metadata. Its own type, so that the header hook
+    never echoes a look-alike ``routeiq`` entry a client put in the request's metadata."""
+
+
+@dataclass(slots=True)
+class _Pick:
+    """One call of the hook: what the fail-open path needs to hand back and report."""
+
+    model: str
+    deployments: list[Any]
+    kwargs: dict[Any, Any]
+    started: float
+    request_id: str = ""
+
+
+@dataclass(slots=True)
+class _Conn:
+    pid: int
+    channel: grpc.aio.Channel
+    stub: RouterAsyncStub
+
+
+class RouteIQRouter(CustomLogger):
+    """LiteLLM callback choosing deployments through the RouteIQ Router service (see module doc).
+
+    Arguments default to the ``ROUTEIQ_EDGE_*`` environment variables; a bad value raises
+    ``ValueError`` here, so the proxy refuses to start instead of failing on requests.
+    """
+
+    def __init__(
+        self,
+        target: str | None = None,
+        deadline_ms: float | None = None,
+        router: str | None = None,
+        model_groups: Sequence[str] | None = None,
+    ) -> None:
+        super().__init__()
+        env = os.environ
+        self.target = target or env.get("ROUTEIQ_EDGE_TARGET") or DEFAULT_TARGET
+        deadline = deadline_ms if deadline_ms is not None else _env_ms("ROUTEIQ_EDGE_DEADLINE_MS")
+        if not 0 < deadline < 60_000:
+            raise ValueError(f"ROUTEIQ_EDGE_DEADLINE_MS must be in (0, 60000) ms, got {deadline}")
+        self.deadline_s = deadline / 1000.0
+        self.router = router if router is not None else env.get("ROUTEIQ_EDGE_ROUTER", "")
+        groups = model_groups
+        if groups is None:
+            groups = env.get("ROUTEIQ_EDGE_MODEL_GROUPS", "").split(",")
+        self.model_groups = frozenset(g.strip() for g in groups if g.strip())
+        self.counters = EdgeCounters()
+        self._conns: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Conn] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._prices: dict[tuple[str, str], tuple[float | None, float | None]] = {}
+        self._last_log: dict[str, tuple[float, int]] = {}
+
+    # -- LiteLLM hooks -----------------------------------------------------------------------
+
+    async def async_filter_deployments(
+        self,
+        model: str,
+        healthy_deployments: list[Any],
+        messages: list[AllMessageValues] | None,
+        request_kwargs: dict[Any, Any] | None = None,
+        parent_otel_span: object | None = None,
+    ) -> list[dict[Any, Any]]:
+        """Narrow ``healthy_deployments`` to the deployment(s) of the model the service chose.
+
+        Waits at most the deadline; on any failure returns ``healthy_deployments`` unchanged.
+        """
+        kwargs = request_kwargs if isinstance(request_kwargs, dict) else {}
+        pick = _Pick(model, healthy_deployments, kwargs, time.perf_counter())
+        try:
+            if self.model_groups and model not in self.model_groups:
+                self.counters.skipped_group += 1
+                return healthy_deployments
+            by_name = self._group_by_name(healthy_deployments)
+            if len(by_name) < 2:
+                self.counters.skipped_single += 1
+                return healthy_deployments
+            return await self._route(pick, by_name, messages)
+        except Exception as exc:  # fail open; the type only: a message could quote the prompt
+            return self._fail_open("error", pick, type(exc).__name__)
+
+    async def async_post_call_response_headers_hook(
+        self,
+        data: dict[Any, Any],
+        user_api_key_dict: object,
+        response: object,
+        request_headers: dict[str, str] | None = None,
+        litellm_call_info: dict[str, object] | None = None,
+    ) -> dict[str, str] | None:
+        """``x-routeiq-*`` response headers from the decision stored in the request's metadata."""
+        decision = _stored(data)
+        if decision is None:
+            return None
+        if "fail_open" in decision:
+            return {"x-routeiq-fail-open": _header_value(decision["fail_open"])}
+        names = ("model", "router", "router_version", "source", "latency_us", "edge_us")
+        return {
+            "x-routeiq-" + name.replace("_", "-"): _header_value(decision[name])
+            for name in names
+            if decision.get(name) not in (None, "")
+        }
+
+    # -- the decision ------------------------------------------------------------------------
+
+    async def _route(
+        self, pick: _Pick, by_name: dict[str, list[Any]], messages: object
+    ) -> list[dict[Any, Any]]:
+        headers = _request_headers(pick.kwargs)
+        request_id = pick.request_id = _request_id(headers, pick.kwargs)
+        request = pb.RouteRequest(
+            request_id=request_id,
+            router=_clean(headers.get("x-routeiq-router")) or self.router,
+            labels={"model_group": pick.model[:_MAX_ID_CHARS], "edge": "litellm"},
+        )
+        if not _set_input(request, messages, pick.kwargs):
+            return self._fail_open("no_input", pick)
+        for name, group in by_name.items():
+            candidate = request.candidates.add(name=name)
+            input_price, output_price = self._price(name, group)
+            if input_price is not None:
+                candidate.input_price_per_mtok = input_price
+            if output_price is not None:
+                candidate.output_price_per_mtok = output_price
+        metadata = [("x-request-id", request_id)] if request_id else []
+        traceparent = headers.get("traceparent", "").strip().lower()
+        if _TRACEPARENT.fullmatch(traceparent):
+            metadata.append(("traceparent", traceparent))
+            tracestate = _clean(headers.get("tracestate"), 512)
+            if tracestate:
+                metadata.append(("tracestate", tracestate))
+        try:
+            answer = await self._stub().Route(request, timeout=self.deadline_s, metadata=metadata)
+        except grpc.aio.AioRpcError as exc:
+            code = exc.code()
+            reason = {
+                grpc.StatusCode.DEADLINE_EXCEEDED: "timeout",
+                grpc.StatusCode.UNAVAILABLE: "unavailable",
+            }.get(code, "rejected")
+            # the service's messages are written for callers and never quote the prompt
+            detail = f"{code.name}: {exc.details()}"[:200] if reason == "rejected" else code.name
+            return self._fail_open(reason, pick, detail)
+        except TimeoutError:
+            return self._fail_open("timeout", pick)
+        chosen = by_name.get(answer.model)
+        if not chosen:
+            return self._fail_open("unknown_model", pick)
+        self.counters.routed += 1
+        _store(
+            pick.kwargs,
+            Decision(
+                model=answer.model,
+                router=answer.router,
+                router_version=answer.router_version,
+                source=pb.Source.Name(answer.source),
+                reason=answer.reason,
+                latency_us=answer.latency_us,
+                edge_us=int((time.perf_counter() - pick.started) * 1e6),
+                request_id=request_id,
+            ),
+        )
+        return list(chosen)
+
+    def _fail_open(self, reason: str, pick: _Pick, status: str = "") -> list[dict[Any, Any]]:
+        setattr(self.counters, reason, getattr(self.counters, reason) + 1)
+        _store(pick.kwargs, Decision(fail_open=reason, request_id=pick.request_id))
+        now = time.monotonic()
+        last, suppressed = self._last_log.get(reason, (-_LOG_EVERY_S, 0))
+        if now - last >= _LOG_EVERY_S:
+            self._last_log[reason] = (now, 0)
+            log.warning(
+                "routeiq: failing open (%s%s) for model group %r, request %s, %d deployments; "
+                "%d more since the last line",
+                reason,
+                f" {status}" if status else "",
+                pick.model,
+                pick.request_id or "-",
+                len(pick.deployments),
+                suppressed,
+            )
+        else:
+            self._last_log[reason] = (last, suppressed + 1)
+        return pick.deployments
+
+    def _group_by_name(self, deployments: Sequence[Any]) -> dict[str, list[Any]]:
+        by_name: dict[str, list[Any]] = {}
+        for deployment in deployments:
+            name = candidate_name(deployment)
+            if name:
+                by_name.setdefault(name, []).append(deployment)
+        return by_name
+
+    def _price(self, name: str, group: Sequence[Any]) -> tuple[float | None, float | None]:
+        """USD per million input/output tokens of the first deployment that knows; cached."""
+        key = (name, str(_mapping(_mapping(group[0]).get("model_info")).get("id", "")))
+        cached = self._prices.get(key)
+        if cached is None:
+            cached = (None, None)
+            for deployment in group:
+                cached = deployment_prices(deployment)
+                if cached != (None, None):
+                    break
+            if len(self._prices) >= _PRICE_CACHE_MAX:
+                self._prices.clear()
+            self._prices[key] = cached
+        return cached
+
+    # -- the channel -------------------------------------------------------------------------
+
+    def _stub(self) -> RouterAsyncStub:
+        """The stub of this process's and event loop's channel, created (and connecting) once."""
+        loop = asyncio.get_running_loop()
+        conn = self._conns.get(loop)
+        if conn is None or conn.pid != os.getpid():
+            channel = grpc.aio.insecure_channel(self.target, options=list(_CHANNEL_OPTIONS))
+            channel.get_state(try_to_connect=True)
+            conn = _Conn(os.getpid(), channel, pb_grpc.RouterStub(channel))
+            self._conns[loop] = conn
+        return conn.stub
+
+    async def warm(self, timeout_s: float = 1.0) -> bool:
+        """Create this loop's channel and wait up to ``timeout_s`` until it is connected."""
+        self._stub()
+        conn = self._conns[asyncio.get_running_loop()]
+        try:
+            await asyncio.wait_for(conn.channel.channel_ready(), timeout_s)
+        except TimeoutError:
+            return False
+        return True
+
+    async def close(self) -> None:
+        """Close this event loop's channel (the next pick opens a new one)."""
+        conn = self._conns.pop(asyncio.get_running_loop(), None)
+        if conn is not None and conn.pid == os.getpid():
+            await conn.channel.close()
+
+    def counter_values(self) -> dict[str, int]:
+        """The counters as a plain dict, with the ``fail_open`` total."""
+        return {**asdict(self.counters), "fail_open": self.counters.fail_open}
+
+
+# -- pure helpers (no I/O) ---------------------------------------------------------------------
+
+
+def candidate_name(deployment: object) -> str:
+    """``model_info.routeiq_model`` when set, else ``litellm_params.model``; ``""`` when neither."""
+    entry = _mapping(deployment)
+    override = _mapping(entry.get("model_info")).get("routeiq_model")
+    name = override or _mapping(entry.get("litellm_params")).get("model")
+    return name if isinstance(name, str) else ""
+
+
+def deployment_prices(deployment: object) -> tuple[float | None, float | None]:
+    """USD per million input and output tokens, from the deployment or LiteLLM's cost map."""
+    entry = _mapping(deployment)
+    params, info = _mapping(entry.get("litellm_params")), _mapping(entry.get("model_info"))
+    model = params.get("model")
+    names = (model, model.split("/", 1)[-1]) if isinstance(model, str) else ()
+    extra = (info.get("routeiq_model"), info.get("base_model"))
+    keys = [k for k in (*names, *extra) if isinstance(k, str) and k]
+    sources = [params, info, *(_mapping(litellm.model_cost.get(k)) for k in keys)]
+    prices: list[float | None] = []
+    for field_name in ("input_cost_per_token", "output_cost_per_token"):
+        found = next((s[field_name] for s in sources if _is_price(s.get(field_name))), None)
+        prices.append(float(found) * _PER_MTOK if found is not None else None)
+    return prices[0], prices[1]
+
+
+def _env_ms(name: str) -> float:
+    raw = os.environ.get(name, "").strip()
+    try:
+        return float(raw) if raw else DEFAULT_DEADLINE_MS
+    except ValueError:
+        raise ValueError(f"{name} must be a number of milliseconds, got {raw!r}") from None
+
+
+def _set_input(request: pb.RouteRequest, messages: object, kwargs: Mapping[Any, Any]) -> bool:
+    """Chat turns into ``messages``, else ``prompt``/``input`` text into ``prompt``."""
+    for source in (messages, kwargs.get("input")):
+        turns = [_turn(item) for item in source] if isinstance(source, list) else []
+        if turns and all(t is not None for t in turns) and any(t and t[1].strip() for t in turns):
+            for role, content in (t for t in turns if t is not None):
+                request.messages.turns.add(role=role, content=content)
+            return True
+    for source in (kwargs.get("prompt"), kwargs.get("input")):
+        text = _text(source)
+        if text.strip():
+            request.prompt = text
+            return True
+    return False
+
+
+def _turn(item: object) -> tuple[str, str] | None:
+    entry = _mapping(item)
+    role = entry.get("role")
+    if not isinstance(role, str):
+        return None
+    return role, _text(entry.get("content"))
+
+
+def _text(value: object) -> str:
+    """A string; a list of strings or of text parts joined by newlines; else ``""``."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list):
+        parts = (p if isinstance(p, str) else _mapping(p).get("text") for p in value)
+        return "\n".join(p for p in parts if isinstance(p, str) and p)
+    return ""
+
+
+def _request_headers(kwargs: Mapping[Any, Any]) -> dict[str, str]:
+    """Client request headers as LiteLLM recorded them (lower-cased names)."""
+    for found in (
+        _mapping(kwargs.get("litellm_metadata")).get("headers"),
+        _mapping(kwargs.get("metadata")).get("headers"),
+        _mapping(kwargs.get("proxy_server_request")).get("headers"),
+    ):
+        if isinstance(found, Mapping) and found:
+            return {str(k).lower(): v for k, v in found.items() if isinstance(v, str)}
+    return {}
+
+
+def _request_id(headers: Mapping[str, str], kwargs: Mapping[Any, Any]) -> str:
+    return _clean(headers.get("x-request-id")) or _clean(kwargs.get("litellm_call_id"))
+
+
+def _clean(value: object, limit: int = _MAX_ID_CHARS) -> str:
+    """``value`` when it is printable ASCII of at most ``limit`` chars (safe as gRPC metadata)."""
+    if isinstance(value, str) and len(value) <= limit and _PRINTABLE.fullmatch(value):
+        return value.strip()
+    return ""
+
+
+def _store(kwargs: dict[Any, Any], decision: Decision) -> None:
+    """Put the decision in the request's LiteLLM metadata (shared with the later hooks)."""
+    for key in ("litellm_metadata", "metadata"):
+        found = kwargs.get(key)
+        if isinstance(found, dict):
+            found[METADATA_KEY] = decision
+            return
+
+
+def _stored(data: Mapping[Any, Any]) -> Decision | None:
+    for key in ("litellm_metadata", "metadata"):
+        found = _mapping(data.get(key)).get(METADATA_KEY)
+        if isinstance(found, Decision):
+            return found
+    return None
+
+
+def _header_value(value: object) -> str:
+    """Printable ASCII only (no CR/LF), at most 256 characters."""
+    return _UNSAFE_HEADER_CHARS.sub("?", str(value))[:_MAX_ID_CHARS]
+
+
+def _mapping(value: object) -> Mapping[str, Any]:
+    if type(value) is dict:  # the common case, without the slower ABC check
+        return value
+    return value if isinstance(value, Mapping) else {}
+
+
+def _is_price(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and value >= 0
+
+
+routeiq_router = RouteIQRouter()
+"""The instance named in the proxy config (``edge.litellm.plugin.routeiq_router``)."""
