@@ -10,7 +10,18 @@ ONNX contract (:func:`tfidf_to_onnx`): input ``text`` string ``[None, 1]`` (or `
 :data:`OPSET` / ``ai.onnx.ml`` :data:`ML_OPSET` (skl2onnx records the lowest opsets the nodes
 need: ``ai.onnx`` 16, ``ai.onnx.ml`` 1, ``com.microsoft`` 1), IR version :data:`IR_VERSION`.
 The graph uses exactly the ``(domain, op_type)`` pairs in :data:`TFIDF_OP_TYPES` (``""`` is the
-default ``ai.onnx`` domain); the ``com.microsoft`` ``Tokenizer`` is an onnxruntime contrib op.
+default ``ai.onnx`` domain; :data:`TFIDF_DENSE_OP_TYPES` for skl2onnx's dense graph); the
+``com.microsoft`` ``Tokenizer`` is an onnxruntime contrib op.
+
+Sparse projection (the default with an SVD and l2 output, :func:`_sparse_projection`):
+skl2onnx's graph multiplies the dense ``[n, V]`` TF-IDF row by the ``[V, k]`` SVD matrix, which
+reads all of it (20 MB for V = 20k, k = 256: ~2 ms per row, nearly all of the featurizer's
+time). We keep skl2onnx's front (StringNormalizer → Tokenizer → TfIdfVectorizer term counts)
+and replace the rest by ``NonZero`` → the row's few non-zero counts → ``1 + ln tf`` → ``Gather``
+of the matching rows of ``P = diag(idf) · svdᵀ`` → weighted sum (``ScatterND`` add, per batch
+row) → l2 ``Normalizer``. The TF-IDF vector's own l2 normalisation is a positive factor per row
+that the final normalisation cancels, so it is dropped; the result equals scikit-learn's to
+float32 rounding (~0.1 ms per row instead of ~2.2 ms).
 
 Tokenizer agreement. scikit-learn tokenizes with Python ``re`` and ``(?u)\\b\\w\\w+\\b`` (runs of
 two or more Unicode word characters); onnxruntime's Tokenizer uses RE2, whose ``\\w`` is ASCII
@@ -61,6 +72,8 @@ __all__ = [
     "ONNX_WORD_REGEX",
     "OPSET",
     "SKLEARN_WORD_PATTERN",
+    "SPARSE_MIN_OPSET",
+    "TFIDF_DENSE_OP_TYPES",
     "TFIDF_OP_TYPES",
     "TfidfConfig",
     "TfidfFeaturizer",
@@ -82,10 +95,37 @@ IR_VERSION = 8
 SKLEARN_WORD_PATTERN = r"(?u)\b\w\w+\b"
 ONNX_WORD_REGEX = r"[\pL\pN_][\pL\pN_]+"
 LOCALE = "C.UTF-8"
+#: ``ScatterND`` with ``reduction="add"`` (the sparse projection) needs ``ai.onnx`` 16.
+SPARSE_MIN_OPSET = 16
 
-#: ``(domain, op_type)`` pairs of the default graph (sublinear tf, SVD). Other settings use a
-#: subset: no SVD drops MatMul; ``sublinear_tf=False`` drops Min, Max, Log and Add.
+#: ``(domain, op_type)`` pairs of the default graph (sublinear tf, SVD, l2 output: the sparse
+#: projection). ``sublinear_tf=False`` drops Log and Add.
 TFIDF_OP_TYPES: frozenset[tuple[str, str]] = frozenset(
+    {
+        ("", "Reshape"),
+        ("", "StringNormalizer"),
+        ("com.microsoft", "Tokenizer"),
+        ("", "Flatten"),
+        ("", "TfIdfVectorizer"),
+        ("", "NonZero"),
+        ("", "Transpose"),
+        ("", "GatherND"),
+        ("", "Log"),
+        ("", "Add"),
+        ("", "Gather"),
+        ("", "Unsqueeze"),
+        ("", "Mul"),
+        ("", "Shape"),
+        ("", "Concat"),
+        ("", "ConstantOfShape"),
+        ("", "ScatterND"),
+        ("ai.onnx.ml", "Normalizer"),
+    }
+)
+
+#: ``(domain, op_type)`` pairs of skl2onnx's dense graph (``sparse=False``, or no SVD, or no
+#: l2 output). No SVD drops MatMul; ``sublinear_tf=False`` drops Min, Max, Log and Add.
+TFIDF_DENSE_OP_TYPES: frozenset[tuple[str, str]] = frozenset(
     {
         ("", "Reshape"),
         ("", "StringNormalizer"),
@@ -230,8 +270,96 @@ def _patch_sublinear_tf(model: onnx.ModelProto) -> None:
         graph.node.insert(position + offset, node)
 
 
-def tfidf_to_onnx(featurizer: TfidfFeaturizer, input_rank: int = 2) -> onnx.ModelProto:
-    """Convert the fitted pipeline; see the module docstring for the graph contract."""
+def _sparse_projection(featurizer: TfidfFeaturizer, model: onnx.ModelProto) -> None:
+    """Replace everything after ``TfIdfVectorizer`` by a sparse projection (see module doc).
+
+    ``features = l2(Σ_j w(tf_j) · P[j])`` over the non-zero term counts ``tf_j`` of a row,
+    with ``w(tf) = 1 + ln tf`` (sublinear) or ``tf``, and ``P = diag(idf) · svdᵀ`` ``[V, k]``.
+    The l2 normalisation of the TF-IDF vector before the SVD is a positive per-row factor that
+    the final l2 normalisation removes, so it is skipped. Needs an SVD and ``normalize``.
+    """
+    cfg = featurizer.config
+    if cfg.svd_dims is None or not cfg.normalize:
+        raise ValueError("the sparse projection needs svd_dims and normalize=True")
+    graph = model.graph
+    nodes = list(graph.node)
+    cut = next(i for i, n in enumerate(nodes) if n.op_type == "TfIdfVectorizer")
+    tf = nodes[cut].output[0]
+    del graph.node[cut + 1 :]
+    used = {name for n in graph.node for name in n.input}
+    for init in [t for t in graph.initializer if t.name not in used]:
+        graph.initializer.remove(init)
+    vec = featurizer.pipeline.steps[0][1]
+    svd = featurizer.pipeline.steps[1][1]
+    proj = np.asarray(vec.idf_, np.float64)[:, None] * svd.components_.T
+    k = proj.shape[1]
+    graph.initializer.extend(
+        [
+            numpy_helper.from_array(proj.astype(np.float32), "sparse_projection"),
+            numpy_helper.from_array(np.array(0, np.int64), "sparse_row_axis"),
+            numpy_helper.from_array(np.array(1, np.int64), "sparse_col_axis"),
+            numpy_helper.from_array(np.array([1], np.int64), "sparse_unsqueeze_axis"),
+            numpy_helper.from_array(np.array([k], np.int64), "sparse_width"),
+            numpy_helper.from_array(np.array(1.0, np.float32), "sparse_one"),
+        ]
+    )
+    weight = "sparse_tf"
+    new = [
+        helper.make_node("NonZero", [tf], ["sparse_nz"]),
+        helper.make_node("Transpose", ["sparse_nz"], ["sparse_nz_t"], perm=[1, 0]),
+        helper.make_node("GatherND", [tf, "sparse_nz_t"], ["sparse_tf"]),
+    ]
+    if cfg.sublinear_tf:  # non-zero counts are >= 1: sklearn's 1 + ln(tf)
+        weight = "sparse_sublinear"
+        new += [
+            helper.make_node("Log", ["sparse_tf"], ["sparse_log"]),
+            helper.make_node("Add", ["sparse_log", "sparse_one"], [weight]),
+        ]
+    new += [
+        helper.make_node("Gather", ["sparse_nz", "sparse_row_axis"], ["sparse_rows"], axis=0),
+        helper.make_node("Gather", ["sparse_nz", "sparse_col_axis"], ["sparse_cols"], axis=0),
+        helper.make_node("Gather", ["sparse_projection", "sparse_cols"], ["sparse_p"], axis=0),
+        helper.make_node("Unsqueeze", [weight, "sparse_unsqueeze_axis"], ["sparse_w"]),
+        helper.make_node("Mul", ["sparse_p", "sparse_w"], ["sparse_contrib"]),
+        helper.make_node("Unsqueeze", ["sparse_rows", "sparse_unsqueeze_axis"], ["sparse_idx"]),
+        helper.make_node("Shape", [tf], ["sparse_batch"], start=0, end=1),
+        helper.make_node("Concat", ["sparse_batch", "sparse_width"], ["sparse_shape"], axis=0),
+        helper.make_node(
+            "ConstantOfShape",
+            ["sparse_shape"],
+            ["sparse_zeros"],
+            value=numpy_helper.from_array(np.array([0.0], np.float32)),
+        ),
+        helper.make_node(
+            "ScatterND",
+            ["sparse_zeros", "sparse_idx", "sparse_contrib"],
+            ["sparse_sum"],
+            reduction="add",
+        ),
+        helper.make_node(
+            "Normalizer", ["sparse_sum"], ["features"], domain="ai.onnx.ml", norm="L2"
+        ),
+    ]
+    graph.node.extend(new)
+    for opset in model.opset_import:
+        if opset.domain in ("", "ai.onnx"):
+            opset.version = max(opset.version, SPARSE_MIN_OPSET)
+
+
+def tfidf_to_onnx(
+    featurizer: TfidfFeaturizer, input_rank: int = 2, *, sparse: bool | None = None
+) -> onnx.ModelProto:
+    """Convert the fitted pipeline; see the module docstring for the graph contract.
+
+    ``sparse``: project only the non-zero terms (:func:`_sparse_projection`); ``None`` (the
+    default) does so whenever the pipeline has an SVD and a final l2 normalisation.
+    """
+    cfg = featurizer.config
+    can_sparse = cfg.svd_dims is not None and cfg.normalize
+    if sparse is None:
+        sparse = can_sparse
+    elif sparse and not can_sparse:
+        raise ValueError("sparse=True needs svd_dims and normalize=True")
     if input_rank not in (1, 2):
         raise ValueError(f"input_rank must be 1 or 2, got {input_rank}")
     shape = [None, 1] if input_rank == 2 else [None]
@@ -243,7 +371,9 @@ def tfidf_to_onnx(featurizer: TfidfFeaturizer, input_rank: int = 2) -> onnx.Mode
         options={id(vec): {"locale": LOCALE, "tokenexp": ONNX_WORD_REGEX}},
         target_opset={"": OPSET, "ai.onnx.ml": ML_OPSET},
     )
-    if featurizer.config.sublinear_tf:
+    if sparse:
+        _sparse_projection(featurizer, model)
+    elif featurizer.config.sublinear_tf:
         _patch_sublinear_tf(model)
     model.ir_version = IR_VERSION
     model.producer_name = "routeiq-converters"

@@ -82,7 +82,8 @@ def test_onnx_export_matches_and_uses_allowed_ops(
     model = to_onnx(router, 8)
     assert [i.name for i in model.graph.input] == ["features"]
     assert [o.name for o in model.graph.output] == ["quality"]
-    assert onnx_op_types(model) <= router_op_types(kind)
+    # the 8-d clusters are not unit-norm: distance-weighted knn uses the CDist graph
+    assert onnx_op_types(model) <= router_op_types(kind, "cdist" if kind == "knn" else "")
     parity = parity_check(router, model, Xt)
     assert parity["max_abs_diff"] < 1e-4
     assert parity["decision_agreement"] == 1.0
@@ -121,6 +122,45 @@ def test_distance_knn_handles_exact_matches(data: tuple[npt.NDArray[np.float32],
     np.testing.assert_allclose(router.predict(X[:50]), Y[:50], atol=1e-6)
     with pytest.raises(ValueError, match="weights must be"):
         train_router("knn", X, Y, weights="gaussian")
+    with pytest.raises(ValueError, match="unit-norm"):
+        to_onnx(router, 8, knn_dot=True)
+
+
+def _unit_rows(x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    unit: npt.NDArray[np.float32] = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(
+        np.float32
+    )
+    return unit
+
+
+def test_unit_norm_knn_uses_inner_products(data: tuple[npt.NDArray[np.float32], ...]) -> None:
+    X, Y, Xt, _ = data
+    X, Xt = _unit_rows(X), _unit_rows(Xt)
+    X[7] = 0.0  # a training text without any known term
+    X[9] = X[3]  # a duplicate training row
+    router = train_router("knn", X, Y, n_neighbors=15)
+    model = to_onnx(router, 8)
+    ops = onnx_op_types(model)
+    assert ops == router_op_types("knn")
+    assert not any(domain == "com.microsoft" for domain, _ in ops)
+    parity = parity_check(router, model, Xt)
+    assert parity["max_abs_diff"] < 1e-5 and parity["tie_aware_agreement"] == 1.0
+    # training rows are exact matches (distance 0): only they count, as in scikit-learn;
+    # row 3 has a duplicate (row 9): the mean of both
+    parity = parity_check(router, model, X[:50])
+    assert parity["max_abs_diff"] < 1e-5
+    np.testing.assert_allclose(router.predict(X[:2]), Y[:2], atol=1e-6)
+    # an all-zero query is sqrt(|t|²) away from each row, as in scikit-learn
+    zero = np.zeros((1, 8), dtype=np.float32)
+    (got,) = ort_session(model).run(["quality"], {"features": zero})
+    np.testing.assert_allclose(got, router.predict(zero), atol=1e-6)  # = Y[7], an exact match
+    np.testing.assert_allclose(got[0], Y[7], atol=1e-6)
+    # the CDist graph gives the same scores
+    cdist = to_onnx(router, 8, knn_dot=False)
+    assert ("com.microsoft", "CDist") in onnx_op_types(cdist)
+    (a,) = ort_session(model).run(["quality"], {"features": Xt})
+    (b,) = ort_session(cdist).run(["quality"], {"features": Xt})
+    np.testing.assert_allclose(a, b, atol=1e-5)
 
 
 def test_mf_is_a_low_rank_linear_map(data: tuple[npt.NDArray[np.float32], ...]) -> None:
@@ -232,9 +272,11 @@ def test_real_llmrouter_routers_beat_random_and_match_onnx() -> None:
         S = router.predict(Xt)
         quality = float(test.quality[np.arange(len(Xt)), S.argmax(axis=1)].mean())
         assert quality > best_single - 0.02, kind  # random pick is 0.376
-        parity = parity_check(router, to_onnx(router, X.shape[1]), Xt)
+        model = to_onnx(router, X.shape[1])
+        parity = parity_check(router, model, Xt)
         if kind == "knn":
-            # float32 CDist vs float64 sklearn distances may swap near-tied 50th/51st
+            assert onnx_op_types(model) == router_op_types("knn")  # unit-norm: inner products
+            # float32 inner products vs float64 sklearn distances may swap near-tied 50th/51st
             # neighbours, which moves a distance-weighted mean by a few hundredths
             assert parity["max_abs_diff"] <= 0.05
             # exact-duplicate test queries copy their (often tied) training labels

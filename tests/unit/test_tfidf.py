@@ -13,6 +13,7 @@ from converters.tfidf import (
     IR_VERSION,
     LOCALE,
     ONNX_WORD_REGEX,
+    TFIDF_DENSE_OP_TYPES,
     TFIDF_OP_TYPES,
     TfidfConfig,
     fit_tfidf,
@@ -149,9 +150,44 @@ def test_graph_contract_and_op_types() -> None:
     assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.STRING
     assert model.ir_version == IR_VERSION
     assert onnx_op_types(model) == TFIDF_OP_TYPES
+    dense = tfidf_to_onnx(featurizer, sparse=False)
+    assert onnx_op_types(dense) == TFIDF_DENSE_OP_TYPES
     no_svd = tfidf_to_onnx(fit_tfidf(TRAIN, TfidfConfig(min_df=1, svd_dims=None)))
-    assert onnx_op_types(no_svd) == TFIDF_OP_TYPES - {("", "MatMul")}
-    assert not [i for i in model.graph.initializer if i.name == "ones"]  # patched away
+    assert onnx_op_types(no_svd) == TFIDF_DENSE_OP_TYPES - {("", "MatMul")}
+    assert not [i for i in dense.graph.initializer if i.name == "ones"]  # patched away
+    # the sparse graph keeps no dense [V, k] SVD matrix beside its own projection
+    assert [i.name for i in model.graph.initializer if len(i.dims) == 2] == ["sparse_projection"]
+
+
+@pytest.mark.parametrize("sublinear", [True, False])
+def test_sparse_projection_equals_dense_graph_and_sklearn(sublinear: bool) -> None:
+    config = TfidfConfig(min_df=1, svd_dims=6, sublinear_tf=sublinear)
+    featurizer = fit_tfidf(TRAIN, config)
+    texts = TRICKY + TRAIN[:12]
+    sparse = run_tfidf_onnx(ort_session(tfidf_to_onnx(featurizer)), texts)
+    dense = run_tfidf_onnx(ort_session(tfidf_to_onnx(featurizer, sparse=False)), texts)
+    ref = featurizer.transform(texts)
+    np.testing.assert_allclose(sparse, ref, atol=2e-6)
+    np.testing.assert_allclose(sparse, dense, atol=2e-6)
+    # texts without a known term give all-zero rows, as in scikit-learn
+    assert not sparse[0].any() and not sparse[1].any() and not ref[0].any()
+    # one row at a time (how the service calls it) gives the same rows as a batch
+    session = ort_session(tfidf_to_onnx(featurizer))
+    singles = np.concatenate([run_tfidf_onnx(session, [t]) for t in texts])
+    np.testing.assert_allclose(singles, sparse, atol=1e-6)
+    norms = np.linalg.norm(sparse, axis=1)
+    assert np.all((np.abs(norms - 1.0) < 1e-5) | (norms == 0.0))
+
+
+def test_sparse_projection_needs_svd_and_l2() -> None:
+    no_svd = fit_tfidf(TRAIN, TfidfConfig(min_df=1, svd_dims=None))
+    with pytest.raises(ValueError, match="sparse"):
+        tfidf_to_onnx(no_svd, sparse=True)
+    unnormalised = fit_tfidf(TRAIN, TfidfConfig(min_df=1, svd_dims=4, normalize=False))
+    model = tfidf_to_onnx(unnormalised)  # falls back to the dense graph
+    assert ("", "MatMul") in onnx_op_types(model)
+    got = run_tfidf_onnx(ort_session(model), TRICKY)
+    np.testing.assert_allclose(got, unnormalised.transform(TRICKY), atol=1e-6)
 
 
 def test_rank1_input_gives_the_same_features() -> None:
