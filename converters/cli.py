@@ -33,8 +33,8 @@ def _bar(desc: str, total: int) -> Callable[[int], None]:
         unit="q",
         file=sys.stderr,
         leave=False,
-        mininterval=0.5,
-        disable=None,
+        mininterval=2.0,
+        disable=False,
     )
 
     def advance(n: int) -> None:

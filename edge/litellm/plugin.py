@@ -134,11 +134,15 @@ class _Pick:
     request_id: str = ""
 
 
+_FIRST_CONNECT_S = 0.5
+
+
 @dataclass(slots=True)
 class _Conn:
     pid: int
     channel: grpc.aio.Channel
     stub: RouterAsyncStub
+    warmed: bool = False
 
 
 class RouteIQRouter(CustomLogger):
@@ -251,6 +255,7 @@ class RouteIQRouter(CustomLogger):
             tracestate = _clean(headers.get("tracestate"), 512)
             if tracestate:
                 metadata.append(("tracestate", tracestate))
+        await self._warm_once()
         try:
             answer = await self._stub().Route(request, timeout=self.deadline_s, metadata=metadata)
         except grpc.aio.AioRpcError as exc:
@@ -340,14 +345,33 @@ class RouteIQRouter(CustomLogger):
             self._conns[loop] = conn
         return conn.stub
 
+    async def _warm_once(self) -> None:
+        """The first pick of a worker waits (up to ``_FIRST_CONNECT_S``) for its channel to
+        connect, so that the connection set-up does not eat the first decision's deadline;
+        later picks never wait for it."""
+        self._stub()
+        if not self._conns[asyncio.get_running_loop()].warmed:
+            await self.warm(_FIRST_CONNECT_S)
+
     async def warm(self, timeout_s: float = 1.0) -> bool:
-        """Create this loop's channel and wait up to ``timeout_s`` until it is connected."""
+        """Create this loop's channel and wait up to ``timeout_s`` until it is connected.
+
+        Returns False at once when the connection attempt fails (service down: the caller
+        fails open without waiting out ``timeout_s``)."""
         self._stub()
         conn = self._conns[asyncio.get_running_loop()]
-        try:
-            await asyncio.wait_for(conn.channel.channel_ready(), timeout_s)
-        except TimeoutError:
-            return False
+        conn.warmed = True
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        state = conn.channel.get_state(try_to_connect=True)
+        while state is not grpc.ChannelConnectivity.READY:
+            left = deadline - asyncio.get_running_loop().time()
+            if state is grpc.ChannelConnectivity.TRANSIENT_FAILURE or left <= 0:
+                return False
+            try:
+                await asyncio.wait_for(conn.channel.wait_for_state_change(state), left)
+            except TimeoutError:
+                return False
+            state = conn.channel.get_state(try_to_connect=True)
         return True
 
     async def close(self) -> None:
