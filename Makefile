@@ -13,7 +13,7 @@ DEFAULT_ROUTER ?= knn
 DEFAULT_FEATURIZER ?= tfidf
 
 .PHONY: run test install tools proto proto-check lint typecheck pytest lock clean bundle edge \
-	edge-envoy
+	edge-envoy quality
 
 $(VENV)/.installed: requirements/lock.txt requirements/models.txt requirements/edge-litellm.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -84,6 +84,9 @@ test: lint typecheck proto-check pytest ## the whole suite, as CI runs it
 lock: install ## re-resolve requirements/lock.txt from pyproject.toml
 	$(VENV)/bin/uv pip compile pyproject.toml --extra dev --generate-hashes \
 		--python-version 3.11 --no-header -o requirements/lock.txt
+
+quality: install ## routing-quality report: train + eval the reference bundles, with plots
+	benchmarks/quality.sh $(DATA)
 
 clean:
 	rm -rf $(VENV) .tools .mypy_cache .ruff_cache .pytest_cache
