@@ -34,6 +34,7 @@ __all__ = ["DecisionEngine"]
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
+_WARN_EVERY_S = 10.0
 
 
 class _Degraded(Exception):
@@ -68,6 +69,7 @@ class DecisionEngine:
         self._offload_timeout_s = offload_timeout_s
         self._table: RouterTable | None = None
         self._metrics = metrics
+        self._warned: dict[tuple[str, str], tuple[float, int]] = {}
 
     # -- router table ---------------------------------------------------------------------
     def install(self, table: RouterTable) -> None:
@@ -229,16 +231,30 @@ class DecisionEngine:
         if all(c.name != choice.model for c in req.candidates):
             raise _Degraded(f"strategy chose {choice.model!r}, not a candidate")
 
+    def _warn_degraded(self, router: str, request_id: str, why: str) -> None:
+        """One warning per router and reason every ``_WARN_EVERY_S`` (with how many were held
+        back), so that an overloaded featurizer does not also flood the log."""
+        now = time.monotonic()
+        last, held = self._warned.get((router, why), (-_WARN_EVERY_S, 0))
+        if now - last < _WARN_EVERY_S:
+            self._warned[(router, why)] = (last, held + 1)
+            return
+        if len(self._warned) > 1000:  # reasons are few; this only bounds a pathological case
+            self._warned.clear()
+        self._warned[(router, why)] = (now, 0)
+        log.warning(
+            "router %s degraded to fallback for request %s: %s (%d more since the last warning)",
+            router,
+            request_id or "-",
+            why,
+            held,
+        )
+
     def _degrade(
         self, router: LoadedRouter, req: RouteInput, exc: Exception, start: int
     ) -> Decision:
         why = str(exc) if isinstance(exc, _Degraded | StrategyError) else type(exc).__name__
-        log.warning(
-            "router %s degraded to fallback for request %s: %s",
-            router.name,
-            req.request_id or "-",
-            why,
-        )
+        self._warn_degraded(router.name, req.request_id, why)
         choice = self._fallback.choose(req, None, self._health)
         return Decision(
             request_id=req.request_id,

@@ -145,3 +145,13 @@ async def test_learned_router_gets_features_and_checks_input_kind() -> None:
     assert (d.source, d.model, feat.calls) == (Source.MODEL, "a", 1)
     with pytest.raises(InvalidRequest, match="needs text"):
         await engine.route(RouteInput(request_id="e", candidates=CANDS, embedding=(1.0, 2.0)))
+
+
+async def test_degrade_warnings_are_rate_limited(caplog: pytest.LogCaptureFixture) -> None:
+    engine = make_engine(router("bad", Broken()))
+    with caplog.at_level("WARNING", logger="router_service.engine.engine"):
+        for _ in range(50):
+            assert (await engine.route(req())).source == Source.FALLBACK
+    warnings = [r for r in caplog.records if "degraded to fallback" in r.getMessage()]
+    assert len(warnings) == 1
+    assert "(0 more since the last warning)" in warnings[0].getMessage()
