@@ -9,7 +9,6 @@ Python package that collides with ``xds-protos``. A missing binary is an error, 
 from __future__ import annotations
 
 import os
-import signal
 import string
 import subprocess
 import tempfile
@@ -18,7 +17,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from tests.support.procs import REPO, free_port, tool
+from tests.support.procs import REPO, free_port, stop_process, tool
 
 __all__ = [
     "DEPLOY_CONFIG",
@@ -176,13 +175,7 @@ class EnvoyProcess:
         return self.access_log_path.read_text(errors="replace")
 
     def stop(self, timeout_s: float = 10.0) -> int:
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                os.kill(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+        code = stop_process(self.proc, timeout_s)
         self._out.close()
         self._err.close()
-        return self.proc.returncode
+        return code

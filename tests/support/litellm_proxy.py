@@ -12,7 +12,6 @@ import importlib.util
 import os
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -24,7 +23,7 @@ from typing import Any
 
 import yaml
 
-from tests.support.procs import REPO, free_port
+from tests.support.procs import REPO, free_port, stop_process
 
 __all__ = ["LiteLLMProxy", "deployment", "litellm_missing", "proxy_config"]
 
@@ -127,12 +126,6 @@ class LiteLLMProxy:
         return "\n".join(self.log().splitlines()[-lines:])
 
     def stop(self, timeout_s: float = 15.0) -> int:
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                os.kill(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+        code = stop_process(self.proc, timeout_s)
         self._log.close()
-        return self.proc.returncode
+        return code

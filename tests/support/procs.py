@@ -45,6 +45,18 @@ def wait_serving(
     raise TimeoutError(f"{target} not SERVING after {timeout_s} s")
 
 
+def stop_process(proc: subprocess.Popen[bytes], timeout_s: float, sig: int = signal.SIGTERM) -> int:
+    """Stop a child by pid: ``sig`` (SIGTERM), then SIGKILL after ``timeout_s``; its exit code."""
+    if proc.poll() is None:
+        os.kill(proc.pid, sig)
+        try:
+            proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+    return proc.returncode
+
+
 class ServiceProcess:
     """``routeiq-router serve`` as a real child process."""
 
@@ -72,15 +84,9 @@ class ServiceProcess:
         return self.log_path.read_text(errors="replace")
 
     def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 15.0) -> int:
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, sig)
-            try:
-                self.proc.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                os.kill(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+        code = stop_process(self.proc, timeout_s, sig)
         self._log.close()
-        return self.proc.returncode
+        return code
 
 
 def tool(name: str) -> str:
