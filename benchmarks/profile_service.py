@@ -22,7 +22,7 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.bundles import ensure_bundle
+from benchmarks.bundles import ensure_keyed
 from benchmarks.ghz import Load, run_ghz
 from benchmarks.harness import Workloads, serve_scenario
 from benchmarks.procs import REPO
@@ -67,7 +67,7 @@ def _py_spy(
 
 
 def profile(scenario: Scenario, args: argparse.Namespace) -> None:
-    bundles = {scenario.bundle: ensure_bundle(DATA / "llmrouter", "llmrouter", scenario.bundle)}
+    bundles = {scenario.bundle: ensure_keyed(scenario.bundle, DATA / "llmrouter", "llmrouter")}
     prompts = load_prompts([DATA / "llmrouter", DATA / "routellm"], 10_000)
     work = Workloads(bundles, prompts, Path(tempfile.mkdtemp(prefix="routeiq-prof-")))
     args.out.mkdir(parents=True, exist_ok=True)

@@ -51,6 +51,7 @@ def aggregate(results: Sequence[ScenarioResult]) -> list[Row]:
             decided = sum(sum(m.sources.values()) for m in runs)
             expected = sum(m.sources.get(s.expect, 0) for m in runs)
             rps = _median([m.ghz.rps for m in runs])
+            share = expected / decided if s.expect and decided else None
             rows.append(
                 Row(
                     scenario=s.name,
@@ -58,12 +59,12 @@ def aggregate(results: Sequence[ScenarioResult]) -> list[Row]:
                     concurrency=c,
                     runs=len(runs),
                     rps=rps,
-                    decisions_per_s=rps * s.batch,
+                    decisions_per_s=rps * s.batch * (1.0 if share is None else share),
                     p50_ms=_median([m.ghz.p50_ms for m in runs]),
                     p99_ms=_median([m.ghz.p99_ms for m in runs]),
                     avg_ms=_median([m.ghz.avg_ms for m in runs]),
                     errors=sum(m.ghz.errors for m in runs),
-                    expected_share=expected / decided if s.expect and decided else None,
+                    expected_share=share,
                     server_cpu_us=_median([m.server_cpu_us for m in runs]),
                     server_cores=_median([m.server_cores for m in runs]),
                     client_cores=_median([m.client_cores for m in runs]),
@@ -250,12 +251,14 @@ def write_summary(
         "",
         *_scenario_table(rows, results),
         "",
-        "rps: calls per second; decisions/s = rps x requests per call (RouteBatch). source: share "
-        "of the service's decisions (from its metrics) that came from the expected source; the "
-        "rest are fallbacks or other sources. server CPU µs/call: CPU time of the server "
-        "process(es) (and Redis) per call during the run. cores: average CPU use during the run "
-        "by the server, by ghz, and by processes this harness did not start (noise from other "
-        "users of the machine). load1: 1-minute load average before the run.",
+        "rps: calls per second; decisions/s = rps x requests per call (RouteBatch) x the share "
+        "from the expected source (fallback answers are not counted). source: share of the "
+        "service's decisions (from its metrics) that came from the expected source; the rest "
+        "are fallbacks (e.g. past `engine.offload_timeout_ms` under overload). server CPU "
+        "µs/call: CPU time of the server process(es) (and Redis) per call during the run. cores: "
+        "average CPU use during the run by the server, by ghz, and by processes this harness did "
+        "not start (noise from other users of the machine). load1: 1-minute load average before "
+        "the run.",
         "",
         *_scenario_notes(results),
         "",

@@ -28,7 +28,7 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks import report
-from benchmarks.bundles import ensure_bundle, ensure_synthetic
+from benchmarks.bundles import ensure_keyed, ensure_synthetic
 from benchmarks.ghz import ghz_path, ghz_version
 from benchmarks.harness import RunOptions, ScenarioResult, Workloads, run_scenario
 from benchmarks.machine import loadavg, machine_info, wait_quiet
@@ -38,7 +38,6 @@ from benchmarks.scenarios import FULL, SMOKE, Scenario
 from benchmarks.workload import load_prompts
 
 DATA = REPO.parent / "shared" / "data"
-FEATURIZERS = {"tfidf": "tfidf", "minilm": "minilm", "minilm-int8": "minilm-int8"}
 
 
 def _log(msg: str) -> None:
@@ -113,14 +112,15 @@ def _select(args: argparse.Namespace) -> list[Scenario]:
 
 
 def _bundles(args: argparse.Namespace, scenarios: Sequence[Scenario]) -> dict[str, Path]:
-    """Bundle directories by key (tfidf, minilm, minilm-int8), built when missing."""
+    """Bundle directories by key (see :data:`benchmarks.bundles.KEYS`), built when missing
+    or stale."""
     given = dict(item.split("=", 1) for item in args.bundle)
     out = {k: Path(v) for k, v in given.items()}
     for key in sorted({s.bundle for s in scenarios} - set(out)):
         if args.smoke:
             out[key] = ensure_synthetic()[1]
         else:
-            out[key] = ensure_bundle(args.data, args.format, FEATURIZERS[key])
+            out[key] = ensure_keyed(key, args.data, args.format)
     return out
 
 

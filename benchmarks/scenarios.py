@@ -71,6 +71,8 @@ FULL: tuple[Scenario, ...] = (
     _TFIDF,
     Scenario("minilm-miss", "miss, kNN over MiniLM fp32", bundle="minilm"),
     Scenario("minilm-int8-miss", "miss, kNN over MiniLM int8", bundle="minilm-int8"),
+    Scenario("linear-tfidf-miss", "miss, linear over TF-IDF", bundle="linear-tfidf"),
+    Scenario("linear-int8-miss", "miss, linear over MiniLM int8", bundle="linear-minilm-int8"),
     Scenario("batch16-miss", "RouteBatch of 16, TF-IDF misses", method="RouteBatch", batch=16),
     Scenario("workers1-miss", "TF-IDF miss, 1 process, 8 connections", connections=8),
     Scenario("workers2-miss", "TF-IDF miss, 2 processes, 8 connections", workers=2, connections=8),

@@ -63,7 +63,7 @@ def _minilm(
     parity = {"min_cosine_vs_numpy": minilm.parity_check(weights, fp32, list(holdout)[:32])}
     path = minilm.quantize_int8(fp32, tmp / "encoder-int8.onnx") if int8 else fp32
     tok = minilm.tokenizer_path(weights)
-    runtime = MiniLMFeaturizer(path, tok, max_length=max_length)
+    runtime = MiniLMFeaturizer(path, tok, max_length=max_length, quantized=int8)
     if client_side:
         spec = FeaturizerSpec(kind="embedding", dim=runtime.dim)
         return BuiltFeaturizer(spec, {}, runtime.featurize, parity)

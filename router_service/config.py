@@ -104,6 +104,9 @@ class EngineSettings(_Section):
     offload_timeout_ms: float = Field(
         50.0, gt=0, description="featurizers and blocking strategies; past it: fallback"
     )
+    max_batch: int = Field(
+        32, ge=1, le=1024, description="learned-router requests per inference job (micro-batch)"
+    )
 
 
 class RedisSettings(_Section):

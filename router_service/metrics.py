@@ -5,6 +5,8 @@ Exposed over HTTP on ``metrics.port`` when set (worker *i* of several uses ``por
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 __all__ = ["Metrics"]
@@ -40,6 +42,13 @@ class Metrics:
             buckets=_LATENCY_BUCKETS_S,
             registry=self.registry,
         )
+        self.inference_batch = Histogram(
+            "routeiq_inference_batch_size",
+            "Learned-router requests per inference job (micro-batching)",
+            ["router"],
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+            registry=self.registry,
+        )
         self.cache_requests = Counter(
             "routeiq_cache_requests",
             "Cache lookups by tier, entry kind and result",
@@ -62,6 +71,27 @@ class Metrics:
             "Times the Redis circuit breaker opened",
             registry=self.registry,
         )
+
+        self._children: dict[tuple[Any, ...], Any] = {}
+
+    def _child(self, metric: Any, *labels: str) -> Any:
+        """``metric.labels(*labels)``, memoized: the lookup costs more than the increment,
+        and label sets here are few (routers x sources, tiers x kinds x results)."""
+        key = (id(metric), *labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
+
+    def observe_decision(self, router: str, source: str, seconds: float) -> None:
+        self._child(self.decisions, router, source).inc()
+        self._child(self.decision_seconds, source).observe(seconds)
+
+    def observe_batch(self, router: str, size: int) -> None:
+        self._child(self.inference_batch, router).observe(size)
+
+    def count_cache(self, tier: str, kind: str, result: str) -> None:
+        self._child(self.cache_requests, tier, kind, result).inc()
 
     def serve_http(self, host: str, port: int) -> None:
         """Start the /metrics endpoint in a daemon thread."""

@@ -85,6 +85,8 @@ def build_engine(
         feature_cache=cache,
         executor=executor,
         offload_timeout_s=settings.engine.offload_timeout_ms / 1000,
+        max_batch=settings.engine.max_batch,
+        max_running=settings.engine.executor_threads,
         metrics=metrics,
     )
 

@@ -38,6 +38,7 @@ def _featurizer(bundle: VerifiedBundle) -> Featurizer:
         bundle.path / spec.tokenizer,
         max_length=spec.max_length,
         sha256=sha,
+        quantized=spec.quantized,
     )
 
 

@@ -11,7 +11,7 @@ import hashlib
 
 from router_service.engine.types import RouteInput
 
-__all__ = ["decision_key", "feature_key", "text_hash"]
+__all__ = ["decision_key", "feature_key", "input_digest", "text_hash"]
 
 
 def text_hash(text: str) -> str:
@@ -20,21 +20,26 @@ def text_hash(text: str) -> str:
     return hashlib.sha256(normalized.encode("utf-8")).hexdigest()
 
 
-def feature_key(featurizer_sha: str, req: RouteInput) -> str:
+def input_digest(req: RouteInput) -> str:
+    """The part of a key that stands for the request's input: the text hash, or the rounded
+    embedding values. Computed once per request and shared by its decision and feature keys."""
+    if req.embedding is not None:
+        return "emb:" + ",".join(f"{v:.6g}" for v in req.embedding)
+    return text_hash(req.text())
+
+
+def feature_key(featurizer_sha: str, req: RouteInput, digest: str | None = None) -> str:
     if req.embedding is not None:
         raise ValueError("client-supplied embeddings are not cached")
-    return f"riq:f:{featurizer_sha[:16]}:{text_hash(req.text())}"
+    return f"riq:f:{featurizer_sha[:16]}:{digest or text_hash(req.text())}"
 
 
-def decision_key(router_sha: str, req: RouteInput) -> str:
+def decision_key(router_sha: str, req: RouteInput, digest: str | None = None) -> str:
     parts = [f"{req.policy.cost_weight!r}", f"{req.policy.min_quality!r}"]
     parts += sorted(
         f"{c.name}\x1f{c.input_price!r}\x1f{c.output_price!r}\x1f{c.unavailable}"
         for c in req.candidates
     )
-    if req.embedding is not None:
-        parts.append("emb:" + ",".join(f"{v:.6g}" for v in req.embedding))
-    else:
-        parts.append(text_hash(req.text()))
-    digest = hashlib.sha256("\x1e".join(parts).encode("utf-8")).hexdigest()
-    return f"riq:d:{router_sha[:16]}:{digest}"
+    parts.append(digest or input_digest(req))
+    digest_all = hashlib.sha256("\x1e".join(parts).encode("utf-8")).hexdigest()
+    return f"riq:d:{router_sha[:16]}:{digest_all}"

@@ -1,9 +1,10 @@
 """Two tiers behind one interface: the in-process LRU in front of Redis (optional).
 
-Reads: LRU, then Redis (a Redis hit is copied into the LRU). Writes: the LRU at once, Redis in
-a background task, so a write never adds latency to the answer; at most ``max_pending_writes``
-Redis writes are in flight, extra ones are dropped and counted. Values that fail to decode read
-as misses. Keys are hashes (see :mod:`router_service.cache.keys`); prompts are never stored.
+Reads: LRU, then Redis (a Redis hit is decoded once and kept decoded in the LRU). Writes: the
+LRU at once, Redis in a background task, so a write never adds latency to the answer; at most
+``max_pending_writes`` Redis writes are in flight, extra ones are dropped and counted. Values
+that fail to decode read as misses. Keys are hashes (see :mod:`router_service.cache.keys`);
+prompts are never stored.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import TypeVar
+from typing import TypeVar, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -31,6 +32,7 @@ __all__ = ["TieredCache"]
 
 log = logging.getLogger(__name__)
 _V = TypeVar("_V")
+Features = npt.NDArray[np.float32]
 
 
 class TieredCache:
@@ -38,7 +40,7 @@ class TieredCache:
 
     def __init__(
         self,
-        lru: LruCache,
+        lru: LruCache[Decision | Features],
         redis: RedisTier | None,
         metrics: Metrics,
         *,
@@ -57,33 +59,29 @@ class TieredCache:
     async def _get(
         self, key: str, kind: str, decode: Callable[[bytes], _V], ttl: float
     ) -> _V | None:
-        count = self._metrics.cache_requests
-        raw = self.lru.get(key)
-        if raw is not None:
-            count.labels("lru", kind, "hit").inc()
-            return self._decode(raw, decode, key, kind)
-        count.labels("lru", kind, "miss").inc()
+        count = self._metrics.count_cache
+        value = self.lru.get(key)
+        if value is not None:
+            count("lru", kind, "hit")
+            return cast(_V, value)
+        count("lru", kind, "miss")
         if self.redis is None:
             return None
         result, raw = await self.redis.get(key)
-        count.labels("redis", kind, result).inc()
+        count("redis", kind, result)
         if raw is None:
             return None
-        value = self._decode(raw, decode, key, kind)
-        if value is not None:
-            self.lru.put(key, raw, ttl)
-        return value
-
-    def _decode(self, raw: bytes, decode: Callable[[bytes], _V], key: str, kind: str) -> _V | None:
         try:
-            return decode(raw)
+            decoded = decode(raw)
         except ValueError:
-            self._metrics.cache_requests.labels("any", kind, "corrupt").inc()
+            count("any", kind, "corrupt")
             log.warning("dropping an undecodable %s cache entry %s", kind, key[:24])
             return None
+        self.lru.put(key, cast(Decision | Features, decoded), len(raw), ttl)
+        return decoded
 
-    def _put(self, key: str, raw: bytes, ttl: float) -> None:
-        self.lru.put(key, raw, ttl)
+    def _put(self, key: str, value: Decision | Features, raw: bytes, ttl: float) -> None:
+        self.lru.put(key, value, len(raw), ttl)
         if self.redis is None:
             return
         if len(self._pending) >= self._max_pending:
@@ -101,13 +99,14 @@ class TieredCache:
         return await self._get(key, "decision", decode_decision, self._decision_ttl)
 
     def put_decision(self, key: str, decision: Decision) -> None:
-        self._put(key, encode_decision(decision), self._decision_ttl)
+        self._put(key, decision, encode_decision(decision), self._decision_ttl)
 
-    async def get_features(self, key: str) -> npt.NDArray[np.float32] | None:
+    async def get_features(self, key: str) -> Features | None:
         return await self._get(key, "features", decode_features, self._feature_ttl)
 
-    def put_features(self, key: str, features: npt.NDArray[np.float32]) -> None:
-        self._put(key, encode_features(features), self._feature_ttl)
+    def put_features(self, key: str, features: Features) -> None:
+        raw = encode_features(features)
+        self._put(key, decode_features(raw), raw, self._feature_ttl)  # a copy nobody else holds
 
     async def drain(self, timeout_s: float = 1.0) -> None:
         """Wait (bounded) for background writes; used at shutdown and by tests."""

@@ -13,22 +13,23 @@ import dataclasses
 import functools
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Executor
-from typing import TypeVar
+from typing import TypeVar, cast
 
 import numpy as np
 
 from router_service.bundles.base import LoadedRouter, RouterTable
 from router_service.cache.base import DecisionCache, FeatureCache, NoCache
-from router_service.cache.keys import decision_key, feature_key
+from router_service.cache.keys import decision_key, feature_key, input_digest
 from router_service.config import LimitsSettings
+from router_service.engine.batcher import InferenceBatcher
 from router_service.engine.health import ModelHealth
 from router_service.engine.types import Choice, Decision, Outcome, RouteInput, Source
 from router_service.engine.validate import validate_route
 from router_service.errors import InvalidRequest, NotReady, StrategyError, UnknownRouter
 from router_service.metrics import Metrics
-from router_service.strategies.base import Features, Strategy
+from router_service.strategies.base import Features, ScoredStrategy, Strategy
 
 __all__ = ["DecisionEngine"]
 
@@ -44,8 +45,11 @@ class _Degraded(Exception):
 class DecisionEngine:
     """Answers :class:`RouteInput` with a :class:`Decision`; knows nothing about gRPC.
 
-    ``executor`` runs featurizers and blocking strategies off the event loop (``None`` =
-    inline); ``offload_timeout_s`` bounds them, past it the answer comes from ``fallback``.
+    ``executor`` runs featurizers, learned routers and blocking strategies off the event loop
+    (``None`` = inline); ``offload_timeout_s`` bounds them, past it the answer comes from
+    ``fallback``. Learned-router inference is micro-batched per router (see
+    :mod:`router_service.engine.batcher`): up to ``max_batch`` requests per job, at most
+    ``max_running`` jobs per router at once.
     """
 
     def __init__(
@@ -59,6 +63,8 @@ class DecisionEngine:
         executor: Executor | None = None,
         offload_timeout_s: float = 0.05,
         metrics: Metrics | None = None,
+        max_batch: int = 32,
+        max_running: int = 1,
     ) -> None:
         self._limits = limits
         self._fallback = fallback
@@ -70,6 +76,9 @@ class DecisionEngine:
         self._table: RouterTable | None = None
         self._metrics = metrics
         self._warned: dict[tuple[str, str], tuple[float, int]] = {}
+        self._max_batch = max_batch
+        self._max_running = max_running
+        self._batchers: dict[str, tuple[LoadedRouter, InferenceBatcher]] = {}
 
     # -- router table ---------------------------------------------------------------------
     def install(self, table: RouterTable) -> None:
@@ -77,6 +86,7 @@ class DecisionEngine:
         if table.default not in table.routers:
             raise ValueError(f"default router {table.default!r} is not in the table")
         self._table = table
+        self._batchers = {}
 
     @property
     def ready(self) -> bool:
@@ -123,10 +133,10 @@ class DecisionEngine:
             except InvalidRequest as exc:
                 raise type(exc)(f"requests[{i}]: {exc}") from None
             routers.append(router)
-        return [
-            self._observe(await self._decide(r, q, start))
-            for r, q in zip(routers, reqs, strict=True)
-        ]
+        decisions = await asyncio.gather(
+            *(self._decide(r, q, start) for r, q in zip(routers, reqs, strict=True))
+        )
+        return [self._observe(d) for d in decisions]
 
     def record_outcome(self, outcome: Outcome) -> None:
         if outcome.failed:
@@ -137,9 +147,9 @@ class DecisionEngine:
     # -- internals ------------------------------------------------------------------------
     def _observe(self, decision: Decision) -> Decision:
         if self._metrics is not None:
-            source = decision.source.name
-            self._metrics.decisions.labels(decision.router, source).inc()
-            self._metrics.decision_seconds.labels(source).observe(decision.latency_us / 1e6)
+            self._metrics.observe_decision(
+                decision.router, decision.source.name, decision.latency_us / 1e6
+            )
         return decision
 
     @staticmethod
@@ -161,9 +171,12 @@ class DecisionEngine:
             )
 
     async def _decide(self, router: LoadedRouter, req: RouteInput, start: int) -> Decision:
-        learned = router.strategy.needs_features
-        key = decision_key(router.sha256, req) if learned else ""
+        strategy = router.strategy
+        learned = strategy.needs_features
+        digest = key = ""
         if learned:
+            digest = input_digest(req)
+            key = decision_key(router.sha256, req, digest)
             cached = await self._cache.get_decision(key)
             if cached is not None:
                 return dataclasses.replace(
@@ -173,15 +186,15 @@ class DecisionEngine:
                     latency_us=_since(start),
                 )
         try:
-            features = await self._features(router, req) if learned else None
-            strategy = router.strategy
-            if getattr(strategy, "blocking", False):
+            if learned:
+                choice = await self._choose_learned(router, req, digest)
+            elif getattr(strategy, "blocking", False):
                 choice = await self._offload(
-                    functools.partial(strategy.choose, req, features, self._health),
+                    functools.partial(strategy.choose, req, None, self._health),
                     f"strategy {strategy.kind}",
                 )
             else:
-                choice = strategy.choose(req, features, self._health)
+                choice = strategy.choose(req, None, self._health)
             self._check_choice(req, choice)
         except Exception as exc:  # degrade, never fail, once the input is valid
             return self._degrade(router, req, exc, start)
@@ -199,32 +212,73 @@ class DecisionEngine:
             self._cache.put_decision(key, decision)
         return decision
 
-    async def _features(self, router: LoadedRouter, req: RouteInput) -> Features:
-        if req.embedding is not None:
-            return np.asarray(req.embedding, dtype=np.float32).reshape(1, -1)
+    async def _choose_learned(self, router: LoadedRouter, req: RouteInput, digest: str) -> Choice:
+        """Features (feature cache, or the client's vector, or the featurizer) and the router's
+        prediction in one batched job off the event loop; the policy on the loop."""
+        strategy = router.strategy
         featurizer = router.featurizer
-        if featurizer is None:
+        features: Features | None = None
+        fkey = ""
+        if req.embedding is not None:
+            features = np.asarray(req.embedding, dtype=np.float32).reshape(1, -1)
+        elif featurizer is None:
             raise _Degraded(f"router {router.name!r} has no featurizer")
-        key = feature_key(featurizer.sha256, req)
-        cached = await self._feature_cache.get_features(key)
-        if cached is not None:
-            return cached
-        features = await self._offload(
-            functools.partial(featurizer.featurize, [req.text()]),
-            f"featurizer {featurizer.name}",
+        else:
+            fkey = feature_key(featurizer.sha256, req, digest)
+            features = await self._feature_cache.get_features(fkey)
+        if features is None:
+            what = f"featurizer {featurizer.name}"  # type: ignore[union-attr]
+            job = self._batcher(router).infer(req.text(), None)
+        else:
+            what = f"router {router.name}"
+            job = self._batcher(router).infer(None, features)
+        inference = await self._bounded(job, what)
+        if features is None:
+            self._feature_cache.put_features(fkey, inference.features)
+        if inference.quality is not None:
+            scored = cast(ScoredStrategy, strategy)
+            return scored.choose_scored(req, inference.quality, self._health)
+        if getattr(strategy, "blocking", False):
+            return await self._offload(
+                functools.partial(strategy.choose, req, inference.features, self._health),
+                f"strategy {strategy.kind}",
+            )
+        return strategy.choose(req, inference.features, self._health)
+
+    def _batcher(self, router: LoadedRouter) -> InferenceBatcher:
+        known = self._batchers.get(router.name)
+        if known is not None and known[0] is router:
+            return known[1]
+        strategy = router.strategy
+        batcher = InferenceBatcher(
+            router.featurizer,
+            strategy.predict_batch if isinstance(strategy, ScoredStrategy) else None,
+            self._executor,
+            max_batch=self._max_batch,
+            max_running=self._max_running,
+            on_batch=None
+            if self._metrics is None
+            else functools.partial(self._metrics.observe_batch, router.name),
         )
-        self._feature_cache.put_features(key, features)
-        return features
+        self._batchers[router.name] = (router, batcher)
+        return batcher
+
+    async def _bounded(self, job: Awaitable[_T], what: str) -> _T:
+        """Await ``job`` under the offload timeout (no bound without an executor)."""
+        if self._executor is None:
+            return await job
+        try:
+            return await asyncio.wait_for(job, self._offload_timeout_s)
+        except TimeoutError:
+            raise _Degraded(f"{what} over {self._offload_timeout_s * 1000:.0f} ms") from None
 
     async def _offload(self, call: Callable[[], _T], what: str) -> _T:
         """Run ``call`` in the executor (inline without one) under the offload timeout."""
         if self._executor is None:
             return call()
-        job = asyncio.get_running_loop().run_in_executor(self._executor, call)
-        try:
-            return await asyncio.wait_for(job, self._offload_timeout_s)
-        except TimeoutError:
-            raise _Degraded(f"{what} over {self._offload_timeout_s * 1000:.0f} ms") from None
+        return await self._bounded(
+            asyncio.get_running_loop().run_in_executor(self._executor, call), what
+        )
 
     @staticmethod
     def _check_choice(req: RouteInput, choice: Choice) -> None:

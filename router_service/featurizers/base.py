@@ -16,7 +16,9 @@ class Featurizer(Protocol):
     """Maps texts to float32 features ``[len(texts), dim]``.
 
     ``sha256`` identifies the exact artifact (it keys the feature cache). ``featurize`` is
-    CPU-bound and synchronous; the engine runs it off the event loop with a timeout.
+    CPU-bound and synchronous; the engine runs it off the event loop with a timeout, several
+    texts per call under load. A featurizer whose rows depend on the other texts in the call
+    sets ``batch_invariant = False``; the engine then calls it with one text at a time.
     """
 
     name: str

@@ -93,7 +93,9 @@ class MiniLMFeaturizer:
     With an fp32 graph that does not change the embeddings (padded positions are masked out;
     batch and single runs agree within 1e-6). With the int8 graph activations are quantised
     per batch, so a text's embedding depends slightly on its batch-mates (cosine to its single
-    run measured >= 0.96); featurize one text at a time where bit-stability matters.
+    run measured >= 0.96); featurize one text at a time where bit-stability matters (pass
+    ``quantized=True`` for such a graph: ``batch_invariant`` is then false and the engine's
+    micro-batching featurizes its texts one by one).
 
     The session uses ``intra_op_threads`` intra-op threads, one inter-op thread, sequential
     execution and all graph optimisations. ``featurize`` is synchronous and may be called from
@@ -110,6 +112,7 @@ class MiniLMFeaturizer:
         max_length: int = 256,
         intra_op_threads: int = 1,
         sha256: str | None = None,
+        quantized: bool = False,
     ) -> None:
         if max_length < 2:
             raise ValueError(f"max_length must be at least 2, got {max_length}")
@@ -117,6 +120,8 @@ class MiniLMFeaturizer:
             raise ValueError(f"intra_op_threads must be at least 1, got {intra_op_threads}")
         self.onnx_path = Path(onnx_path)
         self.max_length = max_length
+        self.batch_invariant = not quantized
+        """False for the int8 graph: the engine then featurizes its texts one at a time."""
         self._tokenizer, self._pad_id = _load_tokenizer(Path(tokenizer_path), max_length)
         self._session = _make_session(self.onnx_path, intra_op_threads)
         self.dim: int = _output_dim(self._session)

@@ -10,7 +10,7 @@ import numpy.typing as npt
 
 from router_service.engine.types import Candidate, CandidateScore, Choice, RouteInput
 
-__all__ = ["Features", "HealthCheck", "Strategy", "onehot_scores", "usable"]
+__all__ = ["Features", "HealthCheck", "ScoredStrategy", "Strategy", "onehot_scores", "usable"]
 
 Features = npt.NDArray[np.float32]
 HealthCheck = Callable[[str], bool]
@@ -35,6 +35,19 @@ class Strategy(Protocol):
 
     def choose(
         self, request: RouteInput, features: Features | None, health: HealthCheck
+    ) -> Choice: ...
+
+
+@runtime_checkable
+class ScoredStrategy(Strategy, Protocol):
+    """A learned strategy split in two: ``predict_batch`` (quality per known model for feature
+    rows ``[n, d]``, thread-safe, run off the event loop and batched across requests) and
+    ``choose_scored`` (the policy on one request's predicted quality, cheap, on the loop)."""
+
+    def predict_batch(self, features: Features) -> npt.NDArray[np.float64]: ...
+
+    def choose_scored(
+        self, request: RouteInput, quality: npt.NDArray[np.float64], health: HealthCheck
     ) -> Choice: ...
 
 

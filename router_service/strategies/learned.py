@@ -14,6 +14,7 @@ import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
+import numpy.typing as npt
 import onnxruntime as ort
 
 from router_service.engine.types import Candidate, CandidateScore, Choice, RouteInput
@@ -50,15 +51,15 @@ class OnnxQualityRouter:
         self._prices_apply = prices_apply
         self._default_weight = default_cost_weight
 
-    def predict_batch(self, features: Features) -> np.ndarray:
+    def predict_batch(self, features: Features) -> npt.NDArray[np.float64]:
         """Quality per known model, float ``[n, len(models)]`` for ``n`` feature rows."""
         (out,) = self._session.run([self._output], {self._input: features})
-        rows: np.ndarray = np.asarray(out, dtype=np.float64)
+        rows: npt.NDArray[np.float64] = np.asarray(out, dtype=np.float64)
         return rows
 
-    def predict(self, features: Features) -> np.ndarray:
+    def predict(self, features: Features) -> npt.NDArray[np.float64]:
         """Quality per known model, float ``[len(models)]`` for one feature row."""
-        row: np.ndarray = self.predict_batch(features)[0]
+        row: npt.NDArray[np.float64] = self.predict_batch(features)[0]
         return row
 
     def _cost(self, cand: Candidate) -> float:
@@ -69,10 +70,14 @@ class OnnxQualityRouter:
     def choose(self, request: RouteInput, features: Features | None, health: HealthCheck) -> Choice:
         if features is None:
             raise StrategyError("no features")
+        return self.choose_scored(request, self.predict(features), health)
+
+    def choose_scored(
+        self, request: RouteInput, quality: npt.NDArray[np.float64], health: HealthCheck
+    ) -> Choice:
         known = [c for c in request.candidates if c.name in self._index]
         if not known:
             raise StrategyError("no candidate is a model this router knows")
-        quality = self.predict(features)
         weight = request.policy.cost_weight
         lam = self._default_weight if weight is None else weight
         q = {c.name: float(quality[self._index[c.name]]) for c in known}

@@ -29,30 +29,30 @@ class Clock:
 
 
 def test_lru_evicts_least_recently_used_by_entries() -> None:
-    lru = LruCache(max_entries=2, max_bytes=10_000)
-    lru.put("a", b"1", 60)
-    lru.put("b", b"2", 60)
+    lru: LruCache[bytes] = LruCache(max_entries=2, max_bytes=10_000)
+    lru.put("a", b"1", 1, 60)
+    lru.put("b", b"2", 1, 60)
     assert lru.get("a") == b"1"  # a is now most recent
-    lru.put("c", b"3", 60)
+    lru.put("c", b"3", 1, 60)
     assert (lru.get("a"), lru.get("b"), lru.get("c")) == (b"1", None, b"3")
 
 
 def test_lru_bounded_by_bytes_and_skips_oversized_values() -> None:
-    lru = LruCache(max_entries=100, max_bytes=30)
-    lru.put("k1", b"x" * 10, 60)
-    lru.put("k2", b"y" * 10, 60)
+    lru: LruCache[bytes] = LruCache(max_entries=100, max_bytes=30)
+    lru.put("k1", b"x" * 10, 10, 60)
+    lru.put("k2", b"y" * 10, 10, 60)
     assert lru.nbytes == 24
-    lru.put("k3", b"z" * 10, 60)  # 36 bytes > 30: k1 goes
+    lru.put("k3", b"z" * 10, 10, 60)  # 36 bytes > 30: k1 goes
     assert lru.get("k1") is None and lru.get("k3") == b"z" * 10
-    lru.put("big", b"w" * 40, 60)
+    lru.put("big", b"w" * 40, 40, 60)
     assert lru.get("big") is None
     assert lru.nbytes <= 30
 
 
 def test_lru_entries_expire() -> None:
     clock = Clock()
-    lru = LruCache(10, 1000, clock=clock)
-    lru.put("a", b"1", ttl_s=5)
+    lru: LruCache[bytes] = LruCache(10, 1000, clock=clock)
+    lru.put("a", b"1", 1, ttl_s=5)
     clock.now += 4.9
     assert lru.get("a") == b"1"
     clock.now += 0.2

@@ -1,0 +1,189 @@
+"""Micro-batching of learned-router inference: featurize + predict as one executor job.
+
+Concurrent misses for the same router are collected while earlier jobs run and go out as one
+batch (up to ``max_batch`` requests), so under load a featurizer and a router graph run once
+per batch instead of once per request, and the event loop hands work to the thread pool once
+per batch. There is no timer: at low load a request starts in the same event-loop turn and
+waits for nobody; a batch forms from requests that arrive in the same turn (a ``RouteBatch``,
+or calls read from the network together) or while ``max_running`` jobs are already busy.
+
+A job takes, per request, either a text (featurized in the job) or a feature row (the client's
+embedding, or a feature-cache hit), and returns the feature rows and the predicted quality
+rows. Featurizers whose output depends on batch-mates (int8 MiniLM: activations are quantized
+per batch) declare ``batch_invariant = False`` and get one text per call inside the job, so a
+prompt's features never depend on what else was in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from router_service.featurizers.base import Featurizer
+
+__all__ = ["Inference", "InferenceBatcher"]
+
+Features = npt.NDArray[np.float32]
+Predict = Callable[[Features], npt.NDArray[np.float64]]
+
+
+@dataclass(frozen=True, slots=True)
+class Inference:
+    """One request's result: its feature row ``[1, dim]`` and, with a predictor, its quality
+    per model ``[n_models]`` (``None`` without one)."""
+
+    features: Features
+    quality: npt.NDArray[np.float64] | None
+
+
+@dataclass(slots=True)
+class _Item:
+    text: str | None
+    features: Features | None
+    future: asyncio.Future[Inference]
+
+
+class InferenceBatcher:
+    """Batches ``infer`` calls for one router. ``executor=None`` runs each job inline;
+    ``on_batch`` is told each job's size (for metrics)."""
+
+    def __init__(
+        self,
+        featurizer: Featurizer | None,
+        predict: Predict | None,
+        executor: Executor | None,
+        *,
+        max_batch: int = 32,
+        max_running: int = 1,
+        on_batch: Callable[[int], None] | None = None,
+    ) -> None:
+        self._featurizer = featurizer
+        self._on_batch = on_batch
+        self._predict = predict
+        self._executor = executor
+        self._max_batch = max_batch
+        self._max_running = max_running
+        self._queue: list[_Item] = []
+        self._running = 0
+        self._scheduled = False
+        self.batches = 0
+        """Jobs run so far (with :attr:`items`, the mean batch size; for tests and metrics)."""
+        self.items = 0
+
+    async def infer(self, text: str | None, features: Features | None) -> Inference:
+        """Features and predicted quality for one request: give ``text`` or ``features``.
+
+        Cancelling the await (e.g. a timeout) drops the request from a batch not yet started;
+        a batch already running finishes and its answer for this request is discarded.
+        """
+        if (text is None) == (features is None):
+            raise ValueError("give exactly one of text and features")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Inference] = loop.create_future()
+        self._queue.append(_Item(text, features, future))
+        if not self._scheduled:  # dispatch at the end of this loop turn, with its arrivals
+            self._scheduled = True
+            loop.call_soon(self._dispatch)
+        return await future
+
+    def _dispatch(self) -> None:
+        self._scheduled = False
+        while self._queue and self._running < self._max_running:
+            batch = [item for item in self._queue[: self._max_batch] if not item.future.done()]
+            del self._queue[: self._max_batch]
+            if not batch:
+                continue
+            self.batches += 1
+            self.items += len(batch)
+            if self._on_batch is not None:
+                self._on_batch(len(batch))
+            job = self._submit([item.text for item in batch], [item.features for item in batch])
+            if job.done():
+                self._settle(batch, job)
+                continue
+            self._running += 1
+            job.add_done_callback(functools.partial(self._finished, batch))
+
+    def _submit(
+        self, texts: list[str | None], rows: list[Features | None]
+    ) -> asyncio.Future[list[Inference]]:
+        if self._executor is None:
+            return _completed(functools.partial(self._run, texts, rows))
+        try:
+            return asyncio.get_running_loop().run_in_executor(
+                self._executor, self._run, texts, rows
+            )
+        except RuntimeError as exc:  # the pool is shut down: the server is stopping
+            return _completed(functools.partial(_reraise, exc))
+
+    def _finished(self, batch: list[_Item], job: asyncio.Future[list[Inference]]) -> None:
+        self._running -= 1
+        self._settle(batch, job)
+        self._dispatch()
+
+    @staticmethod
+    def _settle(batch: list[_Item], job: asyncio.Future[list[Inference]]) -> None:
+        error = job.exception() if not job.cancelled() else asyncio.CancelledError()
+        results = job.result() if error is None else None
+        for i, item in enumerate(batch):
+            if item.future.done():
+                continue
+            if results is None:
+                item.future.set_exception(error or RuntimeError("inference job failed"))
+            else:
+                item.future.set_result(results[i])
+
+    def _run(self, texts: Sequence[str | None], rows: Sequence[Features | None]) -> list[Inference]:
+        """The job (in a pool thread): featurize the texts, stack the rows, predict once."""
+        todo = [i for i, t in enumerate(texts) if t is not None]
+        made: dict[int, Features] = {}
+        if todo:
+            featurizer = self._featurizer
+            if featurizer is None:
+                raise RuntimeError("text given to a router without a featurizer")
+            texts_todo = [texts[i] or "" for i in todo]
+            made = dict(zip(todo, self._featurize(featurizer, texts_todo), strict=True))
+        X = np.vstack([made[i] if i in made else _row(rows[i]) for i in range(len(texts))])
+        X = np.ascontiguousarray(X, dtype=np.float32)
+        quality = self._predict(X) if self._predict is not None else None
+        if quality is not None and quality.shape[0] != len(texts):
+            raise ValueError(f"router gave {quality.shape[0]} rows for {len(texts)} inputs")
+        return [
+            Inference(X[i : i + 1], None if quality is None else quality[i])
+            for i in range(len(texts))
+        ]
+
+    @staticmethod
+    def _featurize(featurizer: Featurizer, texts: list[str]) -> list[Features]:
+        if getattr(featurizer, "batch_invariant", True):
+            out = featurizer.featurize(texts)
+            if out.shape[0] != len(texts):
+                raise ValueError(f"featurizer gave {out.shape[0]} rows for {len(texts)} texts")
+            return [out[i : i + 1] for i in range(len(texts))]
+        return [featurizer.featurize([t]) for t in texts]
+
+
+def _row(features: Features | None) -> Features:
+    if features is None:
+        raise ValueError("an input has neither text nor features")
+    return features
+
+
+def _reraise(exc: Exception) -> list[Inference]:
+    raise exc
+
+
+def _completed(call: Callable[[], list[Inference]]) -> asyncio.Future[list[Inference]]:
+    """Run ``call`` now; its outcome in a finished future (the same shape as a pool job)."""
+    done: asyncio.Future[list[Inference]] = asyncio.get_running_loop().create_future()
+    try:
+        done.set_result(call())
+    except Exception as exc:
+        done.set_exception(exc)
+    return done
