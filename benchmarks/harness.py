@@ -176,7 +176,7 @@ def serve_scenario(scenario: Scenario, bundles: dict[str, Path], log_dir: Path) 
         )
     proc = Proc(argv, log_dir, f"{scenario.name}-{port}", _service_env())
     try:
-        wait_serving(f"127.0.0.1:{port}", proc.proc)
+        wait_serving(f"127.0.0.1:{port}", proc.proc, timeout_s=60)
         ports = [metrics + i for i in range(scenario.workers)] if metrics else []
         _wait_metrics(ports, proc)
         if scenario.workers > 1:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import gzip
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -16,8 +15,7 @@ import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
-import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from router_service.processes import free_port, stop_process, wait_serving
 
 __all__ = [
     "REPO",
@@ -31,12 +29,6 @@ __all__ = [
 ]
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _is_free(port: int) -> bool:
@@ -63,24 +55,6 @@ def tool(name: str) -> str | None:
     return str(local) if local.exists() else shutil.which(name)
 
 
-def wait_serving(target: str, proc: subprocess.Popen[bytes], timeout_s: float = 60.0) -> None:
-    """Poll the standard gRPC health service until it says SERVING (or the process dies)."""
-    deadline = time.monotonic() + timeout_s
-    with grpc.insecure_channel(target) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise RuntimeError(f"server on {target} exited with code {proc.returncode}")
-            try:
-                reply = stub.Check(health_pb2.HealthCheckRequest(), timeout=1.0)
-                if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-            except grpc.RpcError:
-                pass
-            time.sleep(0.1)
-    raise TimeoutError(f"{target} not SERVING after {timeout_s:.0f} s")
-
-
 class Proc:
     """A child process with its output in a log file, stopped by pid (SIGTERM, then SIGKILL)."""
 
@@ -97,15 +71,9 @@ class Proc:
         return self.proc.pid
 
     def stop(self, timeout_s: float = 20.0) -> int:
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                os.kill(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+        code = stop_process(self.proc, timeout_s)
         self._log.close()
-        return self.proc.returncode
+        return code
 
     def compress_log(self) -> None:
         """Gzip the log once the process is gone (fallback warnings can run to megabytes)."""

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Routing-quality report: trains the reference bundles (once) and evaluates them on the held-out
 # test rows, writing JSON reports and cost-quality plots to benchmarks/results/quality/.
+# The MiniLM bundles featurize ~14k MMLU prompts: allow about half an hour on one core.
 #   benchmarks/quality.sh [DATA_DIR]      (default ../shared/data)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -35,4 +36,6 @@ PY
 run llmrouter-knn-tfidf llmrouter "$DATA/llmrouter" knn tfidf
 run mmlu-linear-tfidf routellm "$DATA/routellm" linear tfidf
 run gsm8k-linear-tfidf routellm-gsm8k "$DATA/routellm" linear tfidf
+run mmlu-knn-minilm routellm "$DATA/routellm" knn minilm
+run gsm8k-knn-minilm routellm-gsm8k "$DATA/routellm" knn minilm
 echo "reports and plots in $OUT"

@@ -27,8 +27,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from router_service.processes import stop_process, wait_serving
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -48,40 +47,12 @@ def _host_port(value: str) -> tuple[str, int]:
     return host, int(port)
 
 
-def _wait_serving(target: str, proc: subprocess.Popen[bytes], timeout_s: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    with grpc.insecure_channel(target) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                sys.exit(f"launch: the router service exited with {proc.returncode}")
-            try:
-                reply = stub.Check(health_pb2.HealthCheckRequest(), timeout=1.0)
-                if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-            except grpc.RpcError:
-                pass
-            time.sleep(0.1)
-    sys.exit(f"launch: the router service is not SERVING on {target} after {timeout_s:.0f} s")
-
-
 def _demo_upstreams() -> list[tuple[str, int]]:
     """Three fake OpenAI-compatible upstreams (the test suite's), in this process."""
     sys.path.insert(0, str(REPO))
     fake = importlib.import_module("tests.support.fake_upstream")
     upstreams: list[Any] = [fake.FakeUpstream(name) for name in ("a", "b", "c")]
     return [("127.0.0.1", int(u.port)) for u in upstreams]
-
-
-def _stop(proc: subprocess.Popen[bytes], timeout_s: float = 10.0) -> int:
-    if proc.poll() is None:
-        os.kill(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait()
-    return proc.returncode
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -132,7 +103,11 @@ def main(argv: list[str] | None = None) -> int:
          "--port", str(args.router_port)],
         cwd=REPO,
     )  # fmt: skip
-    _wait_serving(f"127.0.0.1:{args.router_port}", service)
+    try:
+        wait_serving(f"127.0.0.1:{args.router_port}", service, timeout_s=30)
+    except (RuntimeError, TimeoutError) as exc:
+        stop_process(service, 10)
+        sys.exit(f"launch: the router service did not start: {exc}")
     proxy = subprocess.Popen([envoy, "-c", str(config), "--log-level", "warn"])
     print(
         f"launch: edge on http://127.0.0.1:{args.listen_port}/v1 (admin :{args.admin_port}), "
@@ -153,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         pass
     finally:
-        codes = (_stop(proxy), _stop(service))
+        codes = (stop_process(proxy, 10), stop_process(service, 10))
     print(f"launch: stopped (envoy {codes[0]}, router service {codes[1]})", flush=True)
     return max((abs(c) for c in codes if c not in (0, -signal.SIGTERM)), default=0)
 

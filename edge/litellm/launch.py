@@ -28,8 +28,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
 
-import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from router_service.processes import is_serving, stop_process
 
 __all__ = ["main"]
 
@@ -48,17 +47,6 @@ def _on_signal(signum: int, frame: FrameType | None) -> None:
 def _tool(name: str) -> str | None:
     local = Path(sys.executable).parent / name
     return str(local) if local.exists() else shutil.which(name)
-
-
-def _service_ready(target: str) -> bool:
-    with grpc.insecure_channel(target) as channel:
-        try:
-            reply = health_pb2_grpc.HealthStub(channel).Check(
-                health_pb2.HealthCheckRequest(), timeout=1.0
-            )
-        except grpc.RpcError:
-            return False
-    return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
 
 
 def _proxy_ready(url: str) -> bool:
@@ -81,17 +69,6 @@ def _wait(
         if time.monotonic() > deadline:
             raise SystemExit(f"{what}: not ready after {limit:.0f} s")
         time.sleep(_POLL_S)
-
-
-def _stop(proc: subprocess.Popen[bytes], grace_s: float) -> int:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(grace_s)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    return proc.returncode
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -138,7 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         # own sessions: Ctrl-C reaches only the launcher, which stops the proxy first
         procs.append(subprocess.Popen(service_cmd, env=env, start_new_session=True))
-        _wait("router service", lambda: _service_ready(target), procs, 30.0)
+        _wait("router service", lambda: is_serving(target), procs, 30.0)
         print(f"router service SERVING on {target}")
         procs.append(subprocess.Popen(proxy_cmd, env=env, start_new_session=True))
         health = f"http://{args.host}:{args.proxy_port}/health/liveliness"
@@ -153,7 +130,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         for proc in reversed(procs):
-            _stop(proc, args.grace_s)
+            stop_process(proc, args.grace_s)
     return code
 
 

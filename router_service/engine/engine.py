@@ -219,6 +219,7 @@ class DecisionEngine:
         featurizer = router.featurizer
         features: Features | None = None
         fkey = ""
+        what = f"router {router.name}"
         if req.embedding is not None:
             features = np.asarray(req.embedding, dtype=np.float32).reshape(1, -1)
         elif featurizer is None:
@@ -226,13 +227,10 @@ class DecisionEngine:
         else:
             fkey = feature_key(featurizer.sha256, req, digest)
             features = await self._feature_cache.get_features(fkey)
-        if features is None:
-            what = f"featurizer {featurizer.name}"  # type: ignore[union-attr]
-            job = self._batcher(router).infer(req.text(), None)
-        else:
-            what = f"router {router.name}"
-            job = self._batcher(router).infer(None, features)
-        inference = await self._bounded(job, what)
+            if features is None:
+                what = f"featurizer {featurizer.name}"
+        text = req.text() if features is None else None
+        inference = await self._bounded(self._batcher(router).infer(text, features), what)
         if features is None:
             self._feature_cache.put_features(fkey, inference.features)
         if inference.quality is not None:
