@@ -8,8 +8,9 @@ from router_service.cache.codec import (
     encode_decision,
     encode_features,
 )
-from router_service.cache.keys import decision_key, feature_key, text_hash
+from router_service.cache.keys import decision_key, feature_key, input_digest, text_hash
 from router_service.cache.lru import LruCache
+from router_service.cache.tiered import TieredCache
 from router_service.engine.types import (
     Candidate,
     CandidateScore,
@@ -18,6 +19,7 @@ from router_service.engine.types import (
     RouteInput,
     Source,
 )
+from router_service.metrics import Metrics
 
 
 class Clock:
@@ -133,3 +135,20 @@ def test_keys_hash_everything_that_changes_the_answer() -> None:
     assert "2+2" not in base
     fk = feature_key("f" * 64, _req("What is 2+2?", ab))
     assert fk.endswith(text_hash("What is 2+2?")) and "What" not in fk
+    digest = input_digest(_req("What  is 2+2?", ab))
+    assert decision_key("sha1" * 16, _req("x", ab), digest) == base  # the shared hash is used
+    assert feature_key("f" * 64, _req("x", ab), digest) == fk
+
+
+async def test_lru_tier_keeps_values_decoded_and_charges_their_encoded_size() -> None:
+    cache = TieredCache(LruCache(100, 10_000), None, Metrics(), decision_ttl_s=60, feature_ttl_s=60)
+    d = Decision("r", "b", (CandidateScore("b", 0.5),), "ml", "v", Source.MODEL, "why", 9)
+    cache.put_decision("riq:d:k", d)
+    assert await cache.get_decision("riq:d:k") is d  # a hit parses nothing
+    assert cache.lru.nbytes == len("riq:d:k") + len(encode_decision(d))
+    row = np.ones((1, 4), dtype=np.float32)
+    cache.put_features("riq:f:k", row)
+    row[0, 0] = 9.0  # the caller's array is not the cached one
+    cached = await cache.get_features("riq:f:k")
+    assert cached is not None and cached.tolist() == [[1.0, 1.0, 1.0, 1.0]]
+    assert cache.lru.nbytes == len("riq:d:k") + len(encode_decision(d)) + len("riq:f:k") + 16
