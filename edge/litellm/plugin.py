@@ -57,9 +57,19 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Final
 
 import grpc
-import litellm
 from litellm.integrations.custom_logger import CustomLogger
 
+from edge.litellm.convert import (
+    MAX_ID_CHARS,
+    as_mapping,
+    candidate_name,
+    clean,
+    client_request_id,
+    deployment_prices,
+    header_value,
+    request_headers,
+    set_input,
+)
 from router_service.proto import pb, pb_grpc
 
 if TYPE_CHECKING:
@@ -74,12 +84,9 @@ log = logging.getLogger(__name__)
 DEFAULT_TARGET: Final = "127.0.0.1:50051"
 DEFAULT_DEADLINE_MS: Final = 30.0
 METADATA_KEY: Final = "routeiq"
-_PER_MTOK: Final = 1e6
-_MAX_ID_CHARS: Final = 256
 _LOG_EVERY_S: Final = 10.0
 _PRICE_CACHE_MAX: Final = 4096
 _TRACEPARENT: Final = re.compile(r"[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
-_PRINTABLE: Final = re.compile(r"[\x21-\x7e][\x20-\x7e]*")
 _CHANNEL_OPTIONS: Final = (
     ("grpc.keepalive_time_ms", 30_000),
     ("grpc.keepalive_timeout_ms", 10_000),
@@ -89,7 +96,6 @@ _CHANNEL_OPTIONS: Final = (
     ("grpc.keepalive_permit_without_calls", 1),
     ("grpc.enable_http_proxy", 0),  # never send routing calls through http(s)_proxy
 )
-_UNSAFE_HEADER_CHARS: Final = re.compile(r"[^\x20-\x7e]")
 
 
 @dataclass(slots=True)
@@ -219,10 +225,10 @@ class RouteIQRouter(CustomLogger):
         if decision is None:
             return None
         if "fail_open" in decision:
-            return {"x-routeiq-fail-open": _header_value(decision["fail_open"])}
+            return {"x-routeiq-fail-open": header_value(decision["fail_open"])}
         names = ("model", "router", "router_version", "source", "latency_us", "edge_us")
         return {
-            "x-routeiq-" + name.replace("_", "-"): _header_value(decision[name])
+            "x-routeiq-" + name.replace("_", "-"): header_value(decision[name])
             for name in names
             if decision.get(name) not in (None, "")
         }
@@ -232,14 +238,14 @@ class RouteIQRouter(CustomLogger):
     async def _route(
         self, pick: _Pick, by_name: dict[str, list[Any]], messages: object
     ) -> list[dict[Any, Any]]:
-        headers = _request_headers(pick.kwargs)
-        request_id = pick.request_id = _request_id(headers, pick.kwargs)
+        headers = request_headers(pick.kwargs)
+        request_id = pick.request_id = client_request_id(headers, pick.kwargs)
         request = pb.RouteRequest(
             request_id=request_id,
-            router=_clean(headers.get("x-routeiq-router")) or self.router,
-            labels={"model_group": pick.model[:_MAX_ID_CHARS], "edge": "litellm"},
+            router=clean(headers.get("x-routeiq-router")) or self.router,
+            labels={"model_group": pick.model[:MAX_ID_CHARS], "edge": "litellm"},
         )
-        if not _set_input(request, messages, pick.kwargs):
+        if not set_input(request, messages, pick.kwargs):
             return self._fail_open("no_input", pick)
         for name, group in by_name.items():
             candidate = request.candidates.add(name=name)
@@ -252,7 +258,7 @@ class RouteIQRouter(CustomLogger):
         traceparent = headers.get("traceparent", "").strip().lower()
         if _TRACEPARENT.fullmatch(traceparent):
             metadata.append(("traceparent", traceparent))
-            tracestate = _clean(headers.get("tracestate"), 512)
+            tracestate = clean(headers.get("tracestate"), 512)
             if tracestate:
                 metadata.append(("tracestate", tracestate))
         await self._warm_once()
@@ -319,7 +325,7 @@ class RouteIQRouter(CustomLogger):
 
     def _price(self, name: str, group: Sequence[Any]) -> tuple[float | None, float | None]:
         """USD per million input/output tokens of the first deployment that knows; cached."""
-        key = (name, str(_mapping(_mapping(group[0]).get("model_info")).get("id", "")))
+        key = (name, str(as_mapping(as_mapping(group[0]).get("model_info")).get("id", "")))
         cached = self._prices.get(key)
         if cached is None:
             cached = (None, None)
@@ -385,31 +391,7 @@ class RouteIQRouter(CustomLogger):
         return {**asdict(self.counters), "fail_open": self.counters.fail_open}
 
 
-# -- pure helpers (no I/O) ---------------------------------------------------------------------
-
-
-def candidate_name(deployment: object) -> str:
-    """``model_info.routeiq_model`` when set, else ``litellm_params.model``; ``""`` when neither."""
-    entry = _mapping(deployment)
-    override = _mapping(entry.get("model_info")).get("routeiq_model")
-    name = override or _mapping(entry.get("litellm_params")).get("model")
-    return name if isinstance(name, str) else ""
-
-
-def deployment_prices(deployment: object) -> tuple[float | None, float | None]:
-    """USD per million input and output tokens, from the deployment or LiteLLM's cost map."""
-    entry = _mapping(deployment)
-    params, info = _mapping(entry.get("litellm_params")), _mapping(entry.get("model_info"))
-    model = params.get("model")
-    names = (model, model.split("/", 1)[-1]) if isinstance(model, str) else ()
-    extra = (info.get("routeiq_model"), info.get("base_model"))
-    keys = [k for k in (*names, *extra) if isinstance(k, str) and k]
-    sources = [params, info, *(_mapping(litellm.model_cost.get(k)) for k in keys)]
-    prices: list[float | None] = []
-    for field_name in ("input_cost_per_token", "output_cost_per_token"):
-        found = next((s[field_name] for s in sources if _is_price(s.get(field_name))), None)
-        prices.append(float(found) * _PER_MTOK if found is not None else None)
-    return prices[0], prices[1]
+# -- request metadata ----------------------------------------------------------------------
 
 
 def _env_ms(name: str) -> float:
@@ -418,63 +400,6 @@ def _env_ms(name: str) -> float:
         return float(raw) if raw else DEFAULT_DEADLINE_MS
     except ValueError:
         raise ValueError(f"{name} must be a number of milliseconds, got {raw!r}") from None
-
-
-def _set_input(request: pb.RouteRequest, messages: object, kwargs: Mapping[Any, Any]) -> bool:
-    """Chat turns into ``messages``, else ``prompt``/``input`` text into ``prompt``."""
-    for source in (messages, kwargs.get("input")):
-        turns = [_turn(item) for item in source] if isinstance(source, list) else []
-        if turns and all(t is not None for t in turns) and any(t and t[1].strip() for t in turns):
-            for role, content in (t for t in turns if t is not None):
-                request.messages.turns.add(role=role, content=content)
-            return True
-    for source in (kwargs.get("prompt"), kwargs.get("input")):
-        text = _text(source)
-        if text.strip():
-            request.prompt = text
-            return True
-    return False
-
-
-def _turn(item: object) -> tuple[str, str] | None:
-    entry = _mapping(item)
-    role = entry.get("role")
-    if not isinstance(role, str):
-        return None
-    return role, _text(entry.get("content"))
-
-
-def _text(value: object) -> str:
-    """A string; a list of strings or of text parts joined by newlines; else ``""``."""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, list):
-        parts = (p if isinstance(p, str) else _mapping(p).get("text") for p in value)
-        return "\n".join(p for p in parts if isinstance(p, str) and p)
-    return ""
-
-
-def _request_headers(kwargs: Mapping[Any, Any]) -> dict[str, str]:
-    """Client request headers as LiteLLM recorded them (lower-cased names)."""
-    for found in (
-        _mapping(kwargs.get("litellm_metadata")).get("headers"),
-        _mapping(kwargs.get("metadata")).get("headers"),
-        _mapping(kwargs.get("proxy_server_request")).get("headers"),
-    ):
-        if isinstance(found, Mapping) and found:
-            return {str(k).lower(): v for k, v in found.items() if isinstance(v, str)}
-    return {}
-
-
-def _request_id(headers: Mapping[str, str], kwargs: Mapping[Any, Any]) -> str:
-    return _clean(headers.get("x-request-id")) or _clean(kwargs.get("litellm_call_id"))
-
-
-def _clean(value: object, limit: int = _MAX_ID_CHARS) -> str:
-    """``value`` when it is printable ASCII of at most ``limit`` chars (safe as gRPC metadata)."""
-    if isinstance(value, str) and len(value) <= limit and _PRINTABLE.fullmatch(value):
-        return value.strip()
-    return ""
 
 
 def _store(kwargs: dict[Any, Any], decision: Decision) -> None:
@@ -488,25 +413,10 @@ def _store(kwargs: dict[Any, Any], decision: Decision) -> None:
 
 def _stored(data: Mapping[Any, Any]) -> Decision | None:
     for key in ("litellm_metadata", "metadata"):
-        found = _mapping(data.get(key)).get(METADATA_KEY)
+        found = as_mapping(data.get(key)).get(METADATA_KEY)
         if isinstance(found, Decision):
             return found
     return None
-
-
-def _header_value(value: object) -> str:
-    """Printable ASCII only (no CR/LF), at most 256 characters."""
-    return _UNSAFE_HEADER_CHARS.sub("?", str(value))[:_MAX_ID_CHARS]
-
-
-def _mapping(value: object) -> Mapping[str, Any]:
-    if type(value) is dict:  # the common case, without the slower ABC check
-        return value
-    return value if isinstance(value, Mapping) else {}
-
-
-def _is_price(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and value >= 0
 
 
 routeiq_router = RouteIQRouter()
