@@ -11,7 +11,9 @@ A job takes, per request, either a text (featurized in the job) or a feature row
 embedding, or a feature-cache hit), and returns the feature rows and the predicted quality
 rows. Featurizers whose output depends on batch-mates (int8 MiniLM: activations are quantized
 per batch) declare ``batch_invariant = False`` and get one text per call inside the job, so a
-prompt's features never depend on what else was in flight.
+prompt's features never depend on what else was in flight. When a batch fails, each of its
+requests is retried alone, so one input the featurizer cannot take fails only its own request
+(which the engine answers from the fallback).
 """
 
 from __future__ import annotations
@@ -40,6 +42,9 @@ class Inference:
 
     features: Features
     quality: npt.NDArray[np.float64] | None
+
+
+Job = asyncio.Future[list[Inference | Exception]]
 
 
 @dataclass(slots=True)
@@ -110,9 +115,7 @@ class InferenceBatcher:
             self._running += 1
             job.add_done_callback(functools.partial(self._finished, batch))
 
-    def _submit(
-        self, texts: list[str | None], rows: list[Features | None]
-    ) -> asyncio.Future[list[Inference]]:
+    def _submit(self, texts: list[str | None], rows: list[Features | None]) -> Job:
         if self._executor is None:
             return _completed(functools.partial(self._run, texts, rows))
         try:
@@ -122,25 +125,49 @@ class InferenceBatcher:
         except RuntimeError as exc:  # the pool is shut down: the server is stopping
             return _completed(functools.partial(_reraise, exc))
 
-    def _finished(self, batch: list[_Item], job: asyncio.Future[list[Inference]]) -> None:
+    def _finished(self, batch: list[_Item], job: Job) -> None:
         self._running -= 1
         self._settle(batch, job)
         self._dispatch()
 
     @staticmethod
-    def _settle(batch: list[_Item], job: asyncio.Future[list[Inference]]) -> None:
+    def _settle(batch: list[_Item], job: Job) -> None:
         error = job.exception() if not job.cancelled() else asyncio.CancelledError()
         results = job.result() if error is None else None
         for i, item in enumerate(batch):
             if item.future.done():
                 continue
-            if results is None:
-                item.future.set_exception(error or RuntimeError("inference job failed"))
+            result = results[i] if results is not None else error
+            if isinstance(result, Inference):
+                item.future.set_result(result)
             else:
-                item.future.set_result(results[i])
+                item.future.set_exception(result or RuntimeError("inference job failed"))
 
-    def _run(self, texts: Sequence[str | None], rows: Sequence[Features | None]) -> list[Inference]:
-        """The job (in a pool thread): featurize the texts, stack the rows, predict once."""
+    def _run(
+        self, texts: Sequence[str | None], rows: Sequence[Features | None]
+    ) -> list[Inference | Exception]:
+        """The job (in a pool thread). When the batch fails and has several requests, each is
+        retried alone, so one bad input fails only its own request."""
+        try:
+            return list(self._run_batch(texts, rows))
+        except Exception as exc:
+            if len(texts) == 1:
+                raise
+            first: Exception = exc
+        out: list[Inference | Exception] = []
+        for text, row in zip(texts, rows, strict=True):
+            try:
+                out += self._run_batch([text], [row])
+            except Exception as exc:  # this request's own failure
+                out.append(exc)
+        if all(isinstance(r, Exception) for r in out):
+            raise first
+        return out
+
+    def _run_batch(
+        self, texts: Sequence[str | None], rows: Sequence[Features | None]
+    ) -> list[Inference]:
+        """Featurize the texts, stack all rows, predict once."""
         todo = [i for i, t in enumerate(texts) if t is not None]
         made: dict[int, Features] = {}
         if todo:
@@ -175,13 +202,13 @@ def _row(features: Features | None) -> Features:
     return features
 
 
-def _reraise(exc: Exception) -> list[Inference]:
+def _reraise(exc: Exception) -> list[Inference | Exception]:
     raise exc
 
 
-def _completed(call: Callable[[], list[Inference]]) -> asyncio.Future[list[Inference]]:
+def _completed(call: Callable[[], list[Inference | Exception]]) -> Job:
     """Run ``call`` now; its outcome in a finished future (the same shape as a pool job)."""
-    done: asyncio.Future[list[Inference]] = asyncio.get_running_loop().create_future()
+    done: Job = asyncio.get_running_loop().create_future()
     try:
         done.set_result(call())
     except Exception as exc:

@@ -37,15 +37,16 @@ class GatedFeaturizer:
         self.gate = threading.Event()
         self.started = threading.Event()
         self.calls: list[list[str]] = []
-        self.fail_next = False
+        self.broken = False
 
     def featurize(self, texts: Sequence[str]) -> F32:
         self.calls.append(list(texts))
         self.started.set()
         self.gate.wait(5)
-        if self.fail_next:
-            self.fail_next = False
+        if self.broken:
             raise RuntimeError("featurizer broke")
+        if "bad" in texts:
+            raise ValueError("cannot featurize that one")
         return np.array([[len(t), 1.0] for t in texts], dtype=np.float32)
 
 
@@ -127,17 +128,35 @@ async def test_given_feature_rows_and_texts_are_predicted_together_in_order() ->
         await batcher.infer("t", given)
 
 
-async def test_a_failed_job_fails_its_requests_only_and_the_next_job_runs() -> None:
+async def test_a_failing_featurizer_fails_the_batch_and_the_next_job_runs() -> None:
     feat = GatedFeaturizer()
     feat.gate.set()
-    feat.fail_next = True
+    feat.broken = True
     with ThreadPoolExecutor(1) as pool:
         batcher = InferenceBatcher(feat, double, pool)
         outcomes = await asyncio.gather(
             batcher.infer("a", None), batcher.infer("b", None), return_exceptions=True
         )
         assert all(isinstance(o, RuntimeError) for o in outcomes)
+        feat.broken = False
         assert (await batcher.infer("ok", None)).features[0, 0] == 2
+
+
+async def test_one_bad_input_fails_only_its_own_request() -> None:
+    feat = GatedFeaturizer()
+    feat.gate.set()
+    with ThreadPoolExecutor(1) as pool:
+        batcher = InferenceBatcher(feat, double, pool)
+        good1, bad, good2 = await asyncio.gather(
+            batcher.infer("a", None),
+            batcher.infer("bad", None),
+            batcher.infer("cc", None),
+            return_exceptions=True,
+        )
+    assert isinstance(bad, ValueError)
+    assert not isinstance(good1, BaseException) and good1.features[0, 0] == 1
+    assert not isinstance(good2, BaseException) and good2.features[0, 0] == 2
+    assert feat.calls == [["a", "bad", "cc"], ["a"], ["bad"], ["cc"]]  # the batch, then alone
 
 
 async def test_a_cancelled_waiting_request_is_dropped_from_its_batch() -> None:
