@@ -85,7 +85,7 @@ def _pairs(rows: Sequence[Row], top: str, bottom: str) -> list[dict[str, Any]]:
         if r.scenario != top:
             continue
         b = _find(rows, bottom, r.concurrency)
-        if b is not None and b.rps > 0 and r.p50_ms > 0:
+        if b is not None and b.decisions_per_s > 0 and r.p50_ms > 0:
             out.append(
                 {
                     "concurrency": r.concurrency,
@@ -102,6 +102,7 @@ _RATIOS = (
     ("static vs echo", "static", "echo"),
     ("tfidf-miss vs echo", "tfidf-miss", "echo"),
     ("tfidf-miss vs cache-hit", "tfidf-miss", "cache-hit"),
+    ("linear-tfidf-miss vs tfidf-miss", "linear-tfidf-miss", "tfidf-miss"),
     ("minilm-miss vs tfidf-miss", "minilm-miss", "tfidf-miss"),
     ("minilm-int8-miss vs minilm-miss", "minilm-int8-miss", "minilm-miss"),
     ("batch16 decisions vs tfidf-miss", "batch16-miss", "tfidf-miss"),

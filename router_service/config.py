@@ -107,6 +107,9 @@ class EngineSettings(_Section):
     max_batch: int = Field(
         32, ge=1, le=1024, description="learned-router requests per inference job (micro-batch)"
     )
+    inline_below_us: float = Field(
+        1000.0, ge=0, description="run inference jobs on the event loop while they take less"
+    )
 
 
 class RedisSettings(_Section):

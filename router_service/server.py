@@ -87,6 +87,7 @@ def build_engine(
         offload_timeout_s=settings.engine.offload_timeout_ms / 1000,
         max_batch=settings.engine.max_batch,
         max_running=settings.engine.executor_threads,
+        inline_below_us=settings.engine.inline_below_us,
         metrics=metrics,
     )
 

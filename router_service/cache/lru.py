@@ -34,6 +34,10 @@ class LruCache(Generic[_V]):
         return len(self._data)
 
     @property
+    def enabled(self) -> bool:
+        return self._max_entries > 0 and self._max_bytes > 0
+
+    @property
     def nbytes(self) -> int:
         return self._bytes
 

@@ -99,12 +99,15 @@ class TieredCache:
         return await self._get(key, "decision", decode_decision, self._decision_ttl)
 
     def put_decision(self, key: str, decision: Decision) -> None:
-        self._put(key, decision, encode_decision(decision), self._decision_ttl)
+        if self.lru.enabled or self.redis is not None:  # else there is nothing to encode for
+            self._put(key, decision, encode_decision(decision), self._decision_ttl)
 
     async def get_features(self, key: str) -> Features | None:
         return await self._get(key, "features", decode_features, self._feature_ttl)
 
     def put_features(self, key: str, features: Features) -> None:
+        if not self.lru.enabled and self.redis is None:
+            return
         raw = encode_features(features)
         self._put(key, decode_features(raw), raw, self._feature_ttl)  # a copy nobody else holds
 

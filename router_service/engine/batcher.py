@@ -11,15 +11,23 @@ A job takes, per request, either a text (featurized in the job) or a feature row
 embedding, or a feature-cache hit), and returns the feature rows and the predicted quality
 rows. Featurizers whose output depends on batch-mates (int8 MiniLM: activations are quantized
 per batch) declare ``batch_invariant = False`` and get one text per call inside the job, so a
-prompt's features never depend on what else was in flight. When a batch fails, each of its
-requests is retried alone, so one input the featurizer cannot take fails only its own request
-(which the engine answers from the fallback).
+prompt's features never depend on what else was in flight.
+
+Handing a job to the pool and back costs a few hundred µs of CPU here, as much as a whole TF-IDF
+job; so when recent jobs of a router took less than ``inline_below_us`` and the texts are short,
+the job runs on the event loop itself (it cannot block it for long), and otherwise in the pool
+under the engine's timeout. Slow featurizers (MiniLM) always use the pool.
+
+When a batch fails, each of its requests is retried alone, so one input the featurizer cannot
+take fails only its own request (which the engine answers from the fallback).
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import math
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -30,6 +38,9 @@ import numpy.typing as npt
 from router_service.featurizers.base import Featurizer
 
 __all__ = ["Inference", "InferenceBatcher"]
+
+INLINE_MAX_CHARS = 4096
+"""Jobs whose texts add up to more characters than this always go to the pool."""
 
 Features = npt.NDArray[np.float32]
 Predict = Callable[[Features], npt.NDArray[np.float64]]
@@ -56,7 +67,9 @@ class _Item:
 
 class InferenceBatcher:
     """Batches ``infer`` calls for one router. ``executor=None`` runs each job inline;
-    ``on_batch`` is told each job's size (for metrics)."""
+    ``on_batch`` is told each job's size (for metrics). With ``inline_below_us`` > 0, a job
+    runs on the event loop instead of the pool while recent jobs took less than that many
+    µs and its texts are short (``INLINE_MAX_CHARS``)."""
 
     def __init__(
         self,
@@ -67,8 +80,11 @@ class InferenceBatcher:
         max_batch: int = 32,
         max_running: int = 1,
         on_batch: Callable[[int], None] | None = None,
+        inline_below_us: float = 0.0,
     ) -> None:
         self._featurizer = featurizer
+        self._inline_below_us = inline_below_us
+        self._job_us = math.inf  # moving average of recent job times; unknown before the first
         self._on_batch = on_batch
         self._predict = predict
         self._executor = executor
@@ -80,6 +96,7 @@ class InferenceBatcher:
         self.batches = 0
         """Jobs run so far (with :attr:`items`, the mean batch size; for tests and metrics)."""
         self.items = 0
+        self.inline_jobs = 0
 
     async def infer(self, text: str | None, features: Features | None) -> Inference:
         """Features and predicted quality for one request: give ``text`` or ``features``.
@@ -116,7 +133,8 @@ class InferenceBatcher:
             job.add_done_callback(functools.partial(self._finished, batch))
 
     def _submit(self, texts: list[str | None], rows: list[Features | None]) -> Job:
-        if self._executor is None:
+        if self._executor is None or self._inline(texts):
+            self.inline_jobs += 1
             return _completed(functools.partial(self._run, texts, rows))
         try:
             return asyncio.get_running_loop().run_in_executor(
@@ -124,6 +142,17 @@ class InferenceBatcher:
             )
         except RuntimeError as exc:  # the pool is shut down: the server is stopping
             return _completed(functools.partial(_reraise, exc))
+
+    def _inline(self, texts: list[str | None]) -> bool:
+        """Run on the event loop: recent jobs took less than ``inline_below_us`` (a hop to the
+        pool and back costs about as much as a TF-IDF job) and the texts are short."""
+        if self._job_us >= self._inline_below_us:
+            return False
+        return sum(len(t) for t in texts if t is not None) <= INLINE_MAX_CHARS
+
+    def _timed(self, started: float) -> None:
+        took = (time.perf_counter() - started) * 1e6
+        self._job_us = took if math.isinf(self._job_us) else 0.8 * self._job_us + 0.2 * took
 
     def _finished(self, batch: list[_Item], job: Job) -> None:
         self._running -= 1
@@ -148,12 +177,15 @@ class InferenceBatcher:
     ) -> list[Inference | Exception]:
         """The job (in a pool thread). When the batch fails and has several requests, each is
         retried alone, so one bad input fails only its own request."""
+        started = time.perf_counter()
         try:
             return list(self._run_batch(texts, rows))
         except Exception as exc:
             if len(texts) == 1:
                 raise
             first: Exception = exc
+        finally:
+            self._timed(started)
         out: list[Inference | Exception] = []
         for text, row in zip(texts, rows, strict=True):
             try:

@@ -49,7 +49,8 @@ class DecisionEngine:
     (``None`` = inline); ``offload_timeout_s`` bounds them, past it the answer comes from
     ``fallback``. Learned-router inference is micro-batched per router (see
     :mod:`router_service.engine.batcher`): up to ``max_batch`` requests per job, at most
-    ``max_running`` jobs per router at once.
+    ``max_running`` jobs per router at once; jobs of routers whose recent jobs took less than
+    ``inline_below_us`` run on the event loop (0 = always in the executor).
     """
 
     def __init__(
@@ -65,6 +66,7 @@ class DecisionEngine:
         metrics: Metrics | None = None,
         max_batch: int = 32,
         max_running: int = 1,
+        inline_below_us: float = 0.0,
     ) -> None:
         self._limits = limits
         self._fallback = fallback
@@ -78,6 +80,7 @@ class DecisionEngine:
         self._warned: dict[tuple[str, str], tuple[float, int]] = {}
         self._max_batch = max_batch
         self._max_running = max_running
+        self._inline_below_us = inline_below_us
         self._batchers: dict[str, tuple[LoadedRouter, InferenceBatcher]] = {}
 
     # -- router table ---------------------------------------------------------------------
@@ -254,6 +257,7 @@ class DecisionEngine:
             self._executor,
             max_batch=self._max_batch,
             max_running=self._max_running,
+            inline_below_us=self._inline_below_us,
             on_batch=None
             if self._metrics is None
             else functools.partial(self._metrics.observe_batch, router.name),

@@ -18,6 +18,8 @@ import numpy.typing as npt
 import onnxruntime as ort
 from tokenizers import Encoding, Tokenizer
 
+from router_service.onnx_session import make_session
+
 __all__ = ["MiniLMFeaturizer"]
 
 logger = logging.getLogger(__name__)
@@ -47,15 +49,6 @@ def _load_tokenizer(path: Path, max_length: int) -> tuple[Tokenizer, int]:
     tokenizer.no_padding()
     tokenizer.enable_truncation(max_length=max_length)
     return tokenizer, int(pad_id or 0)
-
-
-def _make_session(onnx_path: Path, intra_op_threads: int) -> ort.InferenceSession:
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = intra_op_threads
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    return ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
 
 
 def _output_dim(session: ort.InferenceSession) -> int:
@@ -123,7 +116,7 @@ class MiniLMFeaturizer:
         self.batch_invariant = not quantized
         """False for the int8 graph: the engine then featurizes its texts one at a time."""
         self._tokenizer, self._pad_id = _load_tokenizer(Path(tokenizer_path), max_length)
-        self._session = _make_session(self.onnx_path, intra_op_threads)
+        self._session = make_session(str(self.onnx_path), intra_op_threads)
         self.dim: int = _output_dim(self._session)
         self.sha256: str = sha256 or _file_sha256(self.onnx_path)
         logger.info("loaded %s encoder %s (dim %d)", self.name, self.onnx_path, self.dim)

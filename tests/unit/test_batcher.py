@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
@@ -13,7 +14,7 @@ import pytest
 
 from router_service.bundles.base import LoadedRouter, RouterTable
 from router_service.config import LimitsSettings
-from router_service.engine.batcher import InferenceBatcher
+from router_service.engine.batcher import INLINE_MAX_CHARS, InferenceBatcher
 from router_service.engine.engine import DecisionEngine
 from router_service.engine.health import ModelHealth
 from router_service.engine.types import Candidate, RouteInput, Source
@@ -235,3 +236,41 @@ class _Argmax:
     def choose(self, request: RouteInput, features: F32 | None, health: object) -> object:
         assert features is not None
         return self.choose_scored(request, self.predict_batch(features), health)
+
+
+class ThreadRecorder:
+    """Records the thread each featurize call runs on; sleeps ``delay_s`` per call."""
+
+    name = "threads"
+    sha256 = "7" * 64
+    dim = 2
+
+    def __init__(self, delay_s: float = 0.0) -> None:
+        self.delay_s = delay_s
+        self.threads: list[int] = []
+
+    def featurize(self, texts: Sequence[str]) -> F32:
+        self.threads.append(threading.get_ident())
+        if self.delay_s:
+            time.sleep(self.delay_s)
+        return np.ones((len(texts), 2), dtype=np.float32)
+
+
+async def test_fast_jobs_move_onto_the_event_loop_and_slow_or_long_ones_stay_in_the_pool() -> None:
+    loop_thread = threading.get_ident()
+    fast, slow = ThreadRecorder(), ThreadRecorder(delay_s=0.03)
+    with ThreadPoolExecutor(1) as pool:
+        fast_b = InferenceBatcher(fast, double, pool, inline_below_us=20_000)
+        slow_b = InferenceBatcher(slow, double, pool, inline_below_us=20_000)
+        for _ in range(4):
+            await fast_b.infer("short", None)
+            await slow_b.infer("short", None)
+        await fast_b.infer("x" * (INLINE_MAX_CHARS + 1), None)
+        never = InferenceBatcher(ThreadRecorder(), double, pool, inline_below_us=0)
+        await never.infer("short", None)
+    # the first job is timed in the pool; then the fast router's jobs run on the loop
+    assert fast.threads[0] != loop_thread
+    assert fast.threads[1:4] == [loop_thread] * 3
+    assert fast.threads[4] != loop_thread  # a long text goes to the pool whatever the timing
+    assert loop_thread not in slow.threads  # 30 ms jobs never leave the pool
+    assert (fast_b.inline_jobs, slow_b.inline_jobs, never.inline_jobs) == (3, 0, 0)
