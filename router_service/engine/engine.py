@@ -217,7 +217,8 @@ class DecisionEngine:
 
     async def _choose_learned(self, router: LoadedRouter, req: RouteInput, digest: str) -> Choice:
         """Features (feature cache, or the client's vector, or the featurizer) and the router's
-        prediction in one batched job off the event loop; the policy on the loop."""
+        prediction in one micro-batched job (in the pool, or on the loop while such jobs are
+        fast); then the policy, on the loop."""
         strategy = router.strategy
         featurizer = router.featurizer
         features: Features | None = None
