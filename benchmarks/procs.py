@@ -6,7 +6,6 @@ from __future__ import annotations
 import gzip
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -15,7 +14,7 @@ import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
-from router_service.processes import free_port, stop_process, wait_serving
+from router_service.processes import free_port, port_is_free, stop_process, wait_serving
 
 __all__ = [
     "REPO",
@@ -31,20 +30,11 @@ __all__ = [
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _is_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
 def free_ports(n: int) -> int:
     """The first of ``n`` consecutive free ports (metrics of worker i listen on port + i)."""
     for _ in range(100):
         first = free_port()
-        if first + n < 65536 and all(_is_free(first + i) for i in range(1, n)):
+        if first + n < 65536 and all(port_is_free(first + i) for i in range(1, n)):
             return first
     raise RuntimeError(f"no {n} consecutive free ports")
 

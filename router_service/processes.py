@@ -12,7 +12,7 @@ import time
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-__all__ = ["free_port", "is_serving", "stop_process", "wait_serving"]
+__all__ = ["free_port", "is_serving", "port_is_free", "stop_process", "wait_serving"]
 
 
 def free_port() -> int:
@@ -20,6 +20,16 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def port_is_free(port: int) -> bool:
+    """Whether ``port`` on 127.0.0.1 can be bound right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def is_serving(target: str, timeout_s: float = 1.0) -> bool:
@@ -40,18 +50,12 @@ def wait_serving(
     """Poll the health service at ``target`` until SERVING. Raises ``RuntimeError`` when
     ``proc`` exits first and ``TimeoutError`` after ``timeout_s``."""
     deadline = time.monotonic() + timeout_s
-    with grpc.insecure_channel(target) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-        while time.monotonic() < deadline:
-            if proc is not None and proc.poll() is not None:
-                raise RuntimeError(f"server on {target} exited with code {proc.returncode}")
-            try:
-                reply = stub.Check(health_pb2.HealthCheckRequest(), timeout=1.0)
-                if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-            except grpc.RpcError:
-                pass
-            time.sleep(0.1)
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"server on {target} exited with code {proc.returncode}")
+        if is_serving(target):
+            return
+        time.sleep(0.1)
     raise TimeoutError(f"{target} not SERVING after {timeout_s:.0f} s")
 
 

@@ -98,15 +98,20 @@ class TieredCache:
     async def get_decision(self, key: str) -> Decision | None:
         return await self._get(key, "decision", decode_decision, self._decision_ttl)
 
+    @property
+    def _stores(self) -> bool:
+        """Whether any tier keeps what is put (else there is nothing to encode for)."""
+        return self.lru.enabled or self.redis is not None
+
     def put_decision(self, key: str, decision: Decision) -> None:
-        if self.lru.enabled or self.redis is not None:  # else there is nothing to encode for
+        if self._stores:
             self._put(key, decision, encode_decision(decision), self._decision_ttl)
 
     async def get_features(self, key: str) -> Features | None:
         return await self._get(key, "features", decode_features, self._feature_ttl)
 
     def put_features(self, key: str, features: Features) -> None:
-        if not self.lru.enabled and self.redis is None:
+        if not self._stores:
             return
         raw = encode_features(features)
         self._put(key, decode_features(raw), raw, self._feature_ttl)  # a copy nobody else holds

@@ -36,13 +36,13 @@ import numpy as np
 import numpy.typing as npt
 
 from router_service.featurizers.base import Featurizer
+from router_service.strategies.base import Features
 
 __all__ = ["Inference", "InferenceBatcher"]
 
 INLINE_MAX_CHARS = 4096
 """Jobs whose texts add up to more characters than this always go to the pool."""
 
-Features = npt.NDArray[np.float32]
 Predict = Callable[[Features], npt.NDArray[np.float64]]
 
 

@@ -5,29 +5,20 @@ from __future__ import annotations
 import os
 import random
 import signal
-import socket
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 
+from router_service.processes import port_is_free
 from tests.support.procs import stop_process, tool
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 def free_port_pair() -> int:
     """A port whose cluster-bus companion (port + 10000) is free too."""
     for _ in range(200):
         port = random.randint(20000, 29999)
-        if _port_free(port) and _port_free(port + 10000):
+        if port_is_free(port) and port_is_free(port + 10000):
             return port
     raise RuntimeError("no free port pair for redis")
 
