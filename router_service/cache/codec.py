@@ -1,5 +1,6 @@
 """Compact binary values: a decision is its serialized RouteResponse (request id and latency
-cleared), features are little-endian float32 bytes of one row."""
+cleared), features are little-endian float32 bytes of one row. Decoded decisions carry their
+encoding (``Decision.encoded``)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ __all__ = ["decode_decision", "decode_features", "encode_decision", "encode_feat
 
 
 def encode_decision(decision: Decision) -> bytes:
-    bare = dataclasses.replace(decision, request_id="", latency_us=0)
+    bare = dataclasses.replace(decision, request_id="", latency_us=0, encoded=b"")
     return decision_to_pb(bare).SerializeToString()
 
 
@@ -29,7 +30,7 @@ def decode_decision(raw: bytes) -> Decision:
         raise ValueError("not a serialized decision") from exc
     if not msg.model:
         raise ValueError("cached decision names no model")
-    return decision_from_pb(msg)
+    return dataclasses.replace(decision_from_pb(msg), encoded=raw)
 
 
 def encode_features(features: npt.NDArray[np.float32]) -> bytes:

@@ -7,9 +7,10 @@ decision.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 
-from router_service.engine.types import RouteInput
+from router_service.engine.types import Candidate, Policy, RouteInput
 
 __all__ = ["decision_key", "feature_key", "input_digest", "text_hash"]
 
@@ -35,11 +36,17 @@ def feature_key(featurizer_sha: str, req: RouteInput, digest: str | None = None)
 
 
 def decision_key(router_sha: str, req: RouteInput, digest: str | None = None) -> str:
-    parts = [f"{req.policy.cost_weight!r}", f"{req.policy.min_quality!r}"]
+    parts = f"{_offer(req.policy, req.candidates)}\x1e{digest or input_digest(req)}"
+    return f"riq:d:{router_sha[:16]}:{hashlib.sha256(parts.encode('utf-8')).hexdigest()}"
+
+
+@functools.lru_cache(maxsize=1024)
+def _offer(policy: Policy, candidates: tuple[Candidate, ...]) -> str:
+    """The policy and the candidate set (in any order) as key text. Callers send the same few
+    offers over and over, so each is spelled out once."""
+    parts = [f"{policy.cost_weight!r}", f"{policy.min_quality!r}"]
     parts += sorted(
         f"{c.name}\x1f{c.input_price!r}\x1f{c.output_price!r}\x1f{c.unavailable}"
-        for c in req.candidates
+        for c in candidates
     )
-    parts.append(digest or input_digest(req))
-    digest_all = hashlib.sha256("\x1e".join(parts).encode("utf-8")).hexdigest()
-    return f"riq:d:{router_sha[:16]}:{digest_all}"
+    return "\x1e".join(parts)

@@ -10,6 +10,7 @@ prompts are never stored.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Callable
 from typing import TypeVar, cast
@@ -104,8 +105,10 @@ class TieredCache:
         return self.lru.enabled or self.redis is not None
 
     def put_decision(self, key: str, decision: Decision) -> None:
-        if self._stores:
-            self._put(key, decision, encode_decision(decision), self._decision_ttl)
+        if not self._stores:
+            return
+        raw = encode_decision(decision)
+        self._put(key, dataclasses.replace(decision, encoded=raw), raw, self._decision_ttl)
 
     async def get_features(self, key: str) -> Features | None:
         return await self._get(key, "features", decode_features, self._feature_ttl)

@@ -93,6 +93,11 @@ class Choice:
 
 @dataclass(frozen=True, slots=True)
 class Decision:
+    """A routing answer. ``encoded`` is set on decisions that the cache keeps: their cache
+    encoding (see :mod:`router_service.cache.codec`), which covers every field but
+    ``request_id``, ``source`` and ``latency_us`` — so a cache hit can be answered without
+    rebuilding the message."""
+
     request_id: str
     model: str
     scores: tuple[CandidateScore, ...]
@@ -101,6 +106,7 @@ class Decision:
     source: Source
     reason: str
     latency_us: int
+    encoded: bytes = field(default=b"", compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,39 +17,71 @@ from router_service.proto import pb
 __all__ = ["decision_from_pb", "decision_to_pb", "outcome_from_pb", "route_from_pb"]
 
 
-def _opt(msg: pb.Candidate, field: str) -> float | None:
-    return float(getattr(msg, field)) if msg.HasField(field) else None  # type: ignore[arg-type]
+_OFFERS_MAX = 1024  # distinct offers kept
+_OFFER_MAX_BYTES = 8192  # larger offers (and invalid ones: this runs before validation) are
+# converted each time rather than kept
+_offers: dict[bytes, tuple[str, Policy, tuple[Candidate, ...]]] = {}
 
 
 def route_from_pb(msg: pb.RouteRequest) -> RouteInput:
+    """Convert a request, consuming ``msg``: its input, request id and labels are read, then
+    cleared, and what is left — router, policy, candidates: the offer — is converted once per
+    distinct offer (callers send the same few over and over; converting nine candidates costs
+    ~25 µs here, serializing the cleared message ~3 µs)."""
     which = msg.WhichOneof("input")
+    prompt = msg.prompt if which == "prompt" else None
+    turns = msg.messages.turns if which == "messages" else None
+    messages = None if turns is None else tuple((t.role, t.content) for t in turns)
+    embedding = tuple(msg.embedding.values) if which == "embedding" else None
+    request_id = msg.request_id
+    labels = dict(msg.labels)
+    for name in ("input", "request_id", "labels"):
+        msg.ClearField(name)
+    shape = msg.SerializeToString()
+    offer = _offers.get(shape)
+    if offer is None:
+        offer = _offer_from_pb(msg)
+        if len(shape) <= _OFFER_MAX_BYTES:
+            if len(_offers) >= _OFFERS_MAX:
+                del _offers[next(iter(_offers))]
+            _offers[shape] = offer
+    router, policy, candidates = offer
+    return RouteInput(
+        request_id=request_id,
+        candidates=candidates,
+        router=router,
+        policy=policy,
+        prompt=prompt,
+        messages=messages,
+        embedding=embedding,
+        labels=labels,
+    )
+
+
+def _offer_from_pb(msg: pb.RouteRequest) -> tuple[str, Policy, tuple[Candidate, ...]]:
     policy = Policy(
         cost_weight=msg.policy.cost_weight if msg.policy.HasField("cost_weight") else None,
         min_quality=msg.policy.min_quality if msg.policy.HasField("min_quality") else None,
     )
-    return RouteInput(
-        request_id=msg.request_id,
-        candidates=tuple(
-            Candidate(
-                name=c.name,
-                input_price=_opt(c, "input_price_per_mtok"),
-                output_price=_opt(c, "output_price_per_mtok"),
-                unavailable=c.unavailable,
-            )
-            for c in msg.candidates
-        ),
-        router=msg.router,
-        policy=policy,
-        prompt=msg.prompt if which == "prompt" else None,
-        messages=tuple((t.role, t.content) for t in msg.messages.turns)
-        if which == "messages"
-        else None,
-        embedding=tuple(msg.embedding.values) if which == "embedding" else None,
-        labels=dict(msg.labels),
+    candidates = tuple(
+        Candidate(
+            name=c.name,
+            input_price=c.input_price_per_mtok if c.HasField("input_price_per_mtok") else None,
+            output_price=c.output_price_per_mtok if c.HasField("output_price_per_mtok") else None,
+            unavailable=c.unavailable,
+        )
+        for c in msg.candidates
     )
+    return msg.router, policy, candidates
 
 
 def decision_to_pb(decision: Decision) -> pb.RouteResponse:
+    if decision.encoded:  # kept by the cache: parse its encoding rather than rebuild each score
+        msg = pb.RouteResponse.FromString(decision.encoded)
+        msg.request_id = decision.request_id
+        msg.source = int(decision.source)  # type: ignore[assignment]
+        msg.latency_us = decision.latency_us
+        return msg
     return pb.RouteResponse(
         request_id=decision.request_id,
         model=decision.model,

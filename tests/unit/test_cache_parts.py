@@ -144,7 +144,9 @@ async def test_lru_tier_keeps_values_decoded_and_charges_their_encoded_size() ->
     cache = TieredCache(LruCache(100, 10_000), None, Metrics(), decision_ttl_s=60, feature_ttl_s=60)
     d = Decision("r", "b", (CandidateScore("b", 0.5),), "ml", "v", Source.MODEL, "why", 9)
     cache.put_decision("riq:d:k", d)
-    assert await cache.get_decision("riq:d:k") is d  # a hit parses nothing
+    hit = await cache.get_decision("riq:d:k")
+    assert hit == d and hit is not None and hit.encoded == encode_decision(d)
+    assert await cache.get_decision("riq:d:k") is hit  # a hit parses nothing
     assert cache.lru.nbytes == len("riq:d:k") + len(encode_decision(d))
     row = np.ones((1, 4), dtype=np.float32)
     cache.put_features("riq:f:k", row)
