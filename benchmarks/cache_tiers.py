@@ -15,10 +15,7 @@ import json
 import os
 import random
 import shutil
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,6 +25,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchmarks.procs import RedisProc  # noqa: E402
 from router_service.bundles.base import RouterTable  # noqa: E402
 from router_service.bundles.loader import load_bundle  # noqa: E402
 from router_service.config import LimitsSettings, load_settings  # noqa: E402
@@ -37,43 +35,6 @@ from router_service.engine.types import Candidate, RouteInput, Source  # noqa: E
 from router_service.metrics import Metrics  # noqa: E402
 from router_service.server import build_cache  # noqa: E402
 from router_service.strategies.static import Fallback  # noqa: E402
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _start_redis() -> tuple[subprocess.Popen[bytes], str]:
-    port = _free_port()
-    exe = shutil.which("redis-server")
-    if exe is None:
-        raise SystemExit("redis-server not found: run `make tools`")
-    proc = subprocess.Popen(
-        [
-            exe,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--dir",
-            tempfile.mkdtemp(),
-        ],
-        stdout=subprocess.DEVNULL,
-    )
-    for _ in range(100):
-        if (
-            subprocess.run(
-                ["redis-cli", "-p", str(port), "PING"], capture_output=True, text=True, check=False
-            ).stdout.strip()
-            == "PONG"
-        ):
-            return proc, f"redis://127.0.0.1:{port}/0"
-        time.sleep(0.05)
-    raise SystemExit("redis-server did not start")
 
 
 def _engine(bundle: Path, redis_url: str | None, lru_entries: int) -> tuple[DecisionEngine, Any]:
@@ -115,7 +76,9 @@ def _stats(xs: list[float]) -> dict[str, float]:
 
 
 async def run(bundle: Path, n: int) -> dict[str, Any]:
-    proc, url = _start_redis()
+    log_dir = Path(tempfile.mkdtemp(prefix="routeiq-cache-tiers-"))
+    redis_proc = RedisProc(log_dir)
+    url = redis_proc.url
     try:
         models = load_bundle(bundle, 1 << 30).models
         cands = tuple(Candidate(m) for m in models)
@@ -141,8 +104,8 @@ async def run(bundle: Path, n: int) -> dict[str, Any]:
         for cache in (miss_cache, warm_cache, redis_cache, fresh_cache):
             await cache.close()
     finally:
-        os.kill(proc.pid, signal.SIGTERM)
-        proc.wait(10)
+        redis_proc.stop()
+        shutil.rmtree(log_dir, ignore_errors=True)
     return {
         "bundle": bundle.name,
         "load_avg_1m": os.getloadavg()[0],
