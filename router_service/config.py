@@ -110,6 +110,18 @@ class EngineSettings(_Section):
     inline_below_us: float = Field(
         1000.0, ge=0, description="run inference jobs on the event loop while they take less"
     )
+    router_timeouts_ms: dict[str, float] = Field(
+        default_factory=dict,
+        description="offload_timeout_ms per router name (e.g. a slow MiniLM bundle's)",
+    )
+
+    @field_validator("router_timeouts_ms")
+    @classmethod
+    def _positive_timeouts(cls, value: dict[str, float]) -> dict[str, float]:
+        bad = sorted(name for name, ms in value.items() if not ms > 0)
+        if bad:
+            raise ValueError(f"timeouts must be > 0 ms, not for: {', '.join(bad)}")
+        return value
 
 
 class RedisSettings(_Section):

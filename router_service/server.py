@@ -85,6 +85,9 @@ def build_engine(
         feature_cache=cache,
         executor=executor,
         offload_timeout_s=settings.engine.offload_timeout_ms / 1000,
+        router_timeouts_s={
+            name: ms / 1000 for name, ms in settings.engine.router_timeouts_ms.items()
+        },
         max_batch=settings.engine.max_batch,
         max_running=settings.engine.executor_threads,
         inline_below_us=settings.engine.inline_below_us,
@@ -102,6 +105,12 @@ def load_routers(settings: Settings, registry: StrategyRegistry) -> RouterTable:
             raise ConfigError(f"two routers are named {router.name!r}")
         table[router.name] = router
     default = settings.resolved_default([r.name for r in learned])
+    unknown = sorted(set(settings.engine.router_timeouts_ms) - set(table))
+    if unknown:
+        raise ConfigError(
+            f"engine.router_timeouts_ms names routers that are not loaded: {', '.join(unknown)}"
+            f"; loaded: {', '.join(sorted(table))}"
+        )
     return RouterTable(routers=table, default=default)
 
 

@@ -13,7 +13,7 @@ import dataclasses
 import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import Executor
 from typing import TypeVar, cast
 
@@ -46,11 +46,12 @@ class DecisionEngine:
     """Answers :class:`RouteInput` with a :class:`Decision`; knows nothing about gRPC.
 
     ``executor`` runs featurizers, learned routers and blocking strategies off the event loop
-    (``None`` = inline); ``offload_timeout_s`` bounds them, past it the answer comes from
-    ``fallback``. Learned-router inference is micro-batched per router (see
-    :mod:`router_service.engine.batcher`): up to ``max_batch`` requests per job, at most
-    ``max_running`` jobs per router at once; jobs of routers whose recent jobs took less than
-    ``inline_below_us`` run on the event loop (0 = always in the executor).
+    (``None`` = inline); ``offload_timeout_s`` bounds them (``router_timeouts_s``: per router
+    name), past it the answer comes from ``fallback``. Learned-router inference is
+    micro-batched per router (see :mod:`router_service.engine.batcher`): up to ``max_batch``
+    requests per job, at most ``max_running`` jobs per router at once; jobs of routers whose
+    recent jobs took less than ``inline_below_us`` run on the event loop (0 = always in the
+    executor).
     """
 
     def __init__(
@@ -63,6 +64,7 @@ class DecisionEngine:
         feature_cache: FeatureCache | None = None,
         executor: Executor | None = None,
         offload_timeout_s: float = 0.05,
+        router_timeouts_s: Mapping[str, float] | None = None,
         metrics: Metrics | None = None,
         max_batch: int = 32,
         max_running: int = 1,
@@ -75,6 +77,7 @@ class DecisionEngine:
         self._feature_cache: FeatureCache = feature_cache or NoCache()
         self._executor = executor
         self._offload_timeout_s = offload_timeout_s
+        self._router_timeouts_s = dict(router_timeouts_s or {})
         self._table: RouterTable | None = None
         self._metrics = metrics
         self._warned: dict[tuple[str, str], tuple[float, int]] = {}
@@ -195,6 +198,7 @@ class DecisionEngine:
                 choice = await self._offload(
                     functools.partial(strategy.choose, req, None, self._health),
                     f"strategy {strategy.kind}",
+                    router.name,
                 )
             else:
                 choice = strategy.choose(req, None, self._health)
@@ -234,7 +238,8 @@ class DecisionEngine:
             if features is None:
                 what = f"featurizer {featurizer.name}"
         text = req.text() if features is None else None
-        inference = await self._bounded(self._batcher(router).infer(text, features), what)
+        job = self._batcher(router).infer(text, features)
+        inference = await self._bounded(job, what, router.name)
         if features is None:
             self._feature_cache.put_features(fkey, inference.features)
         if inference.quality is not None:
@@ -244,6 +249,7 @@ class DecisionEngine:
             return await self._offload(
                 functools.partial(strategy.choose, req, inference.features, self._health),
                 f"strategy {strategy.kind}",
+                router.name,
             )
         return strategy.choose(req, inference.features, self._health)
 
@@ -266,21 +272,22 @@ class DecisionEngine:
         self._batchers[router.name] = (router, batcher)
         return batcher
 
-    async def _bounded(self, job: Awaitable[_T], what: str) -> _T:
-        """Await ``job`` under the offload timeout (no bound without an executor)."""
+    async def _bounded(self, job: Awaitable[_T], what: str, router: str) -> _T:
+        """Await ``job`` under ``router``'s offload timeout (no bound without an executor)."""
         if self._executor is None:
             return await job
+        timeout_s = self._router_timeouts_s.get(router, self._offload_timeout_s)
         try:
-            return await asyncio.wait_for(job, self._offload_timeout_s)
+            return await asyncio.wait_for(job, timeout_s)
         except TimeoutError:
-            raise _Degraded(f"{what} over {self._offload_timeout_s * 1000:.0f} ms") from None
+            raise _Degraded(f"{what} over {timeout_s * 1000:.0f} ms") from None
 
-    async def _offload(self, call: Callable[[], _T], what: str) -> _T:
+    async def _offload(self, call: Callable[[], _T], what: str, router: str) -> _T:
         """Run ``call`` in the executor (inline without one) under the offload timeout."""
         if self._executor is None:
             return call()
         return await self._bounded(
-            asyncio.get_running_loop().run_in_executor(self._executor, call), what
+            asyncio.get_running_loop().run_in_executor(self._executor, call), what, router
         )
 
     @staticmethod

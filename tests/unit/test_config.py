@@ -4,6 +4,8 @@ import pytest
 
 from router_service.config import load_settings
 from router_service.errors import ConfigError
+from router_service.server import load_routers
+from router_service.strategies.registry import StrategyRegistry
 
 
 def test_defaults_serve_static_routers_on_localhost() -> None:
@@ -58,6 +60,7 @@ def test_config_file_from_environment(tmp_path: Path, monkeypatch: pytest.Monkey
         ),
         ("server:\n  prot: 1\n", "prot"),
         ("server:\n  port: 70000\n", "less than or equal to 65535"),
+        ("engine:\n  router_timeouts_ms: {slow: 0}\n", "timeouts must be > 0 ms, not for: slow"),
     ],
 )
 def test_invalid_config_says_what_is_wrong(tmp_path: Path, yaml_text: str, message: str) -> None:
@@ -74,6 +77,17 @@ def test_default_router_must_name_a_router_or_bundle() -> None:
     assert load_settings(default_router="nope").resolved_default(["nope"]) == "nope"
     assert load_settings().resolved_default(["ml-a", "ml-b"]) == "ml-a"
     assert load_settings().resolved_default([]) == "cheapest"
+
+
+def test_router_timeouts_must_name_loaded_routers() -> None:
+    s = load_settings(engine={"router_timeouts_ms": {"cheapest": 200, "minilm": 500}})
+    with pytest.raises(
+        ConfigError,
+        match="router_timeouts_ms names routers that are not loaded: minilm; loaded: cheapest",
+    ):
+        load_routers(s, StrategyRegistry(s.strategies))
+    ok = load_settings(engine={"router_timeouts_ms": {"cheapest": 200}})
+    assert "cheapest" in load_routers(ok, StrategyRegistry(ok.strategies)).routers
 
 
 def test_missing_config_file_is_an_error(tmp_path: Path) -> None:

@@ -78,6 +78,24 @@ async def test_blocking_strategy_times_out_into_fallback() -> None:
     assert "strategy slow over 20 ms" in d.reason
 
 
+async def test_a_router_can_have_its_own_offload_timeout() -> None:
+    with ThreadPoolExecutor(2) as pool:
+        engine = DecisionEngine(
+            LimitsSettings(),
+            Fallback(),
+            ModelHealth(30),
+            executor=pool,
+            offload_timeout_s=0.02,
+            router_timeouts_s={"patient": 2.0},
+        )
+        slow = (router("patient", Slow(delay_s=0.1)), router("hasty", Slow(delay_s=0.1)))
+        engine.install(RouterTable(routers={r.name: r for r in slow}, default="patient"))
+        patient = await engine.route(req("patient"))
+        hasty = await engine.route(req("hasty"))
+    assert patient.source == Source.STATIC and patient.reason == "slept 0.1s"
+    assert hasty.source == Source.FALLBACK and "strategy slow over 20 ms" in hasty.reason
+
+
 async def test_blocking_strategy_within_timeout_answers() -> None:
     with ThreadPoolExecutor(2) as pool:
         engine = make_engine(router("slow", Slow(delay_s=0.01)), executor=pool, timeout_s=1.0)

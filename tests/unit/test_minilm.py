@@ -19,7 +19,7 @@ import pytest
 
 from converters import minilm
 from router_service.featurizers.base import Featurizer
-from router_service.featurizers.minilm import MiniLMFeaturizer
+from router_service.featurizers.minilm import MiniLMFeaturizer, length_groups
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -140,6 +140,12 @@ def test_batch_equals_single(fp32: MiniLMFeaturizer) -> None:
     batch = fp32.featurize(TEXTS)
     single = np.concatenate([fp32.featurize([t]) for t in TEXTS])
     assert np.abs(batch - single).max() <= 1e-5
+
+
+def test_batches_run_in_groups_of_similar_length() -> None:
+    assert length_groups([10, 200, 12, 11, 190, 10]) == [[0, 5, 3, 2], [4, 1]]
+    assert length_groups([7]) == [[0]] and length_groups([]) == []
+    assert length_groups([5, 50], slack=100.0) == [[0, 1]]  # any padding allowed: one group
 
 
 def test_int8_batch_close_to_single(int8: MiniLMFeaturizer) -> None:
