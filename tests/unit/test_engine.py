@@ -16,7 +16,10 @@ CANDS = (Candidate("a", 1.0, 1.0), Candidate("b", 0.1, 0.1))
 
 
 def make_engine(
-    *routers: LoadedRouter, executor: ThreadPoolExecutor | None = None, timeout_s: float = 0.05
+    *routers: LoadedRouter,
+    executor: ThreadPoolExecutor | None = None,
+    timeout_s: float = 0.05,
+    router_timeouts_s: dict[str, float] | None = None,
 ) -> DecisionEngine:
     engine = DecisionEngine(
         LimitsSettings(),
@@ -24,6 +27,7 @@ def make_engine(
         ModelHealth(30),
         executor=executor,
         offload_timeout_s=timeout_s,
+        router_timeouts_s=router_timeouts_s,
     )
     table = {r.name: r for r in routers}
     engine.install(RouterTable(routers=table, default=routers[0].name))
@@ -80,16 +84,13 @@ async def test_blocking_strategy_times_out_into_fallback() -> None:
 
 async def test_a_router_can_have_its_own_offload_timeout() -> None:
     with ThreadPoolExecutor(2) as pool:
-        engine = DecisionEngine(
-            LimitsSettings(),
-            Fallback(),
-            ModelHealth(30),
+        engine = make_engine(
+            router("patient", Slow(delay_s=0.1)),
+            router("hasty", Slow(delay_s=0.1)),
             executor=pool,
-            offload_timeout_s=0.02,
+            timeout_s=0.02,
             router_timeouts_s={"patient": 2.0},
         )
-        slow = (router("patient", Slow(delay_s=0.1)), router("hasty", Slow(delay_s=0.1)))
-        engine.install(RouterTable(routers={r.name: r for r in slow}, default="patient"))
         patient = await engine.route(req("patient"))
         hasty = await engine.route(req("hasty"))
     assert patient.source == Source.STATIC and patient.reason == "slept 0.1s"
