@@ -78,10 +78,11 @@ def _offer_from_pb(msg: pb.RouteRequest) -> tuple[str, Policy, tuple[Candidate, 
 def decision_to_pb(decision: Decision) -> pb.RouteResponse:
     if decision.encoded:  # kept by the cache: parse its encoding rather than rebuild each score
         msg = pb.RouteResponse.FromString(decision.encoded)
-        msg.request_id = decision.request_id
-        msg.source = int(decision.source)  # type: ignore[assignment]
-        msg.latency_us = decision.latency_us
-        return msg
+        if msg.model == decision.model:  # else a stale encoding: rebuild (never expected)
+            msg.request_id = decision.request_id
+            msg.source = int(decision.source)  # type: ignore[assignment]
+            msg.latency_us = decision.latency_us
+            return msg
     return pb.RouteResponse(
         request_id=decision.request_id,
         model=decision.model,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from router_service.cache.codec import decode_decision, encode_decision
 from router_service.engine.types import Candidate, CandidateScore, Decision, Policy, Source
 from router_service.proto import pb
@@ -68,6 +70,8 @@ def test_a_cached_decision_answers_with_the_same_message_as_a_fresh_one() -> Non
     )
     assert decision_to_pb(hit) == decision_to_pb(fresh)
     assert decision_to_pb(hit).source == pb.CACHE and decision_to_pb(hit).request_id == "r-9"
+    changed = dataclasses.replace(hit, model="a")  # the encoding no longer matches: rebuilt
+    assert decision_to_pb(changed).model == "a"
 
 
 def test_large_offers_are_converted_but_not_kept() -> None:
