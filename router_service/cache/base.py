@@ -14,11 +14,12 @@ __all__ = ["DecisionCache", "FeatureCache", "NoCache"]
 
 class DecisionCache(Protocol):
     """``get`` never raises (a failing cache is a miss) and honours its own timeout;
-    ``put`` returns at once (the write happens off the answer's critical path)."""
+    ``put`` returns at once (the write happens off the answer's critical path) with the
+    decision as kept (carrying its encoding when the cache encoded it)."""
 
     async def get_decision(self, key: str) -> Decision | None: ...
 
-    def put_decision(self, key: str, decision: Decision) -> None: ...
+    def put_decision(self, key: str, decision: Decision) -> Decision: ...
 
 
 class FeatureCache(Protocol):
@@ -33,8 +34,8 @@ class NoCache:
     async def get_decision(self, key: str) -> Decision | None:
         return None
 
-    def put_decision(self, key: str, decision: Decision) -> None:
-        return None
+    def put_decision(self, key: str, decision: Decision) -> Decision:
+        return decision
 
     async def get_features(self, key: str) -> npt.NDArray[np.float32] | None:
         return None

@@ -104,11 +104,13 @@ class TieredCache:
         """Whether any tier keeps what is put (else there is nothing to encode for)."""
         return self.lru.enabled or self.redis is not None
 
-    def put_decision(self, key: str, decision: Decision) -> None:
+    def put_decision(self, key: str, decision: Decision) -> Decision:
         if not self._stores:
-            return
+            return decision
         raw = encode_decision(decision)
-        self._put(key, dataclasses.replace(decision, encoded=raw), raw, self._decision_ttl)
+        kept = dataclasses.replace(decision, encoded=raw)
+        self._put(key, kept, raw, self._decision_ttl)
+        return kept
 
     async def get_features(self, key: str) -> Features | None:
         return await self._get(key, "features", decode_features, self._feature_ttl)

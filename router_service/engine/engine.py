@@ -216,7 +216,7 @@ class DecisionEngine:
             latency_us=_since(start),
         )
         if learned:
-            self._cache.put_decision(key, decision)
+            decision = self._cache.put_decision(key, decision)  # the answer reuses its encoding
         return decision
 
     async def _choose_learned(self, router: LoadedRouter, req: RouteInput, digest: str) -> Choice:

@@ -143,7 +143,8 @@ def test_keys_hash_everything_that_changes_the_answer() -> None:
 async def test_lru_tier_keeps_values_decoded_and_charges_their_encoded_size() -> None:
     cache = TieredCache(LruCache(100, 10_000), None, Metrics(), decision_ttl_s=60, feature_ttl_s=60)
     d = Decision("r", "b", (CandidateScore("b", 0.5),), "ml", "v", Source.MODEL, "why", 9)
-    cache.put_decision("riq:d:k", d)
+    kept = cache.put_decision("riq:d:k", d)
+    assert kept == d and kept.encoded == encode_decision(d)
     hit = await cache.get_decision("riq:d:k")
     assert hit == d and hit is not None and hit.encoded == encode_decision(d)
     assert await cache.get_decision("riq:d:k") is hit  # a hit parses nothing
