@@ -42,9 +42,7 @@ def _engine(bundle: Path, redis_url: str | None, lru_entries: int) -> tuple[Deci
         cache={"lru_max_entries": lru_entries, "redis": {"url": redis_url, "timeout_ms": 20}}
     )
     cache = build_cache(settings, Metrics())
-    engine = DecisionEngine(
-        LimitsSettings(), Fallback(), ModelHealth(30), cache=cache, feature_cache=cache
-    )
+    engine = DecisionEngine(LimitsSettings(), Fallback(), ModelHealth(30), cache=cache)
     router = load_bundle(bundle, 1 << 30)
     engine.install(RouterTable({router.name: router}, default=router.name))
     return engine, cache

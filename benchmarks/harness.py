@@ -140,6 +140,7 @@ def _service_env() -> dict[str, str]:
     env = dict(os.environ)
     env.pop("ROUTEIQ_REDIS_URL", None)  # Redis only where the scenario's config asks for it
     env.pop("ROUTEIQ_CONFIG", None)
+    env["ROUTEIQ_SERVER__DRAIN_DELAY_S"] = "0"  # stopped after its load is over: nothing to drain
     return env
 
 

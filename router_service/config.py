@@ -61,6 +61,11 @@ class ServerSettings(_Section):
     event_loop: Literal["uvloop", "asyncio"] = "uvloop"
     reflection: bool = True
     grace_period_s: float = Field(10.0, ge=0)
+    drain_delay_s: float = Field(
+        5.0,
+        ge=0,
+        description="after SIGTERM: NOT_SERVING while still taking calls, before stopping",
+    )
     max_message_bytes: int = Field(4 * 1024 * 1024, ge=1024)
     max_concurrent_rpcs: int = Field(1024, ge=1)
     keepalive_time_ms: int = Field(30_000, ge=1000)
@@ -106,6 +111,9 @@ class EngineSettings(_Section):
     )
     max_batch: int = Field(
         32, ge=1, le=1024, description="learned-router requests per inference job (micro-batch)"
+    )
+    max_batch_chars: int = Field(
+        16_384, ge=1, description="characters of text per inference job; a longer text runs alone"
     )
     inline_below_us: float = Field(
         1000.0, ge=0, description="run inference jobs on the event loop while they take less"
@@ -166,9 +174,12 @@ class MetricsSettings(_Section):
 
 
 class HealthSettings(_Section):
-    """Per-model health learned from failed outcome reports."""
+    """Per-model health learned from failed outcome reports, scoped by tenant."""
 
-    failure_cooldown_s: float = Field(30.0, ge=0)
+    failure_cooldown_s: float = Field(30.0, ge=0, description="how long a failure benches")
+    max_entries: int = Field(
+        10_000, ge=0, description="benches kept across tenants; the oldest go first"
+    )
 
 
 class ExtProcCandidate(_Section):

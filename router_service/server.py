@@ -1,30 +1,41 @@
 """Server assembly: settings → engine → gRPC server with health and reflection.
 
-Lifecycle: the health service says NOT_SERVING until every router is loaded, then SERVING.
-On SIGTERM/SIGINT it says NOT_SERVING again, stops taking new calls, lets calls in flight
-finish for up to ``server.grace_period_s``, then drains the outcome writer and exits.
+Lifecycle: the health service says NOT_SERVING until every router is loaded (loading runs
+off the event loop, so health answers meanwhile), then SERVING. On SIGTERM it says NOT_SERVING
+at once but keeps taking calls for ``server.drain_delay_s`` (load balancers and Kubernetes
+endpoints stop sending meanwhile), then stops taking new calls, lets calls in flight finish for
+up to ``server.grace_period_s``, drains the outcome writer and exits. SIGINT (Ctrl-C) and a
+second signal skip the drain delay. Signals are handled from the moment ``serve`` starts: a
+SIGTERM while bundles load stops the process just as gracefully.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 from collections.abc import Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from router_service.bundles.base import LoadedRouter, RouterTable
 from router_service.bundles.loader import BundleDirSource
 from router_service.bundles.static_source import StaticSource
+from router_service.cache.codec import FEATURES, PREDICTIONS
 from router_service.cache.lru import LruCache
-from router_service.cache.redis_tier import RedisTier, make_client
+from router_service.cache.redis_tier import RedisTier
 from router_service.cache.tiered import TieredCache
-from router_service.config import ServerSettings, Settings
+from router_service.config import RedisSettings, ServerSettings, Settings
 from router_service.engine.engine import DecisionEngine
 from router_service.engine.health import ModelHealth
 from router_service.errors import ConfigError
@@ -55,17 +66,55 @@ def grpc_options(server: ServerSettings) -> list[tuple[str, int]]:
     ]
 
 
+def redis_client(cfg: RedisSettings) -> Redis | RedisCluster:
+    """A client that fails fast (no retries; the tier's breaker decides when to try again)."""
+    if cfg.url is None:
+        raise ValueError("redis url is not set")
+    kwargs: dict[str, Any] = {
+        "socket_timeout": max(cfg.timeout_ms, cfg.write_timeout_ms) / 1000 * 2,
+        "socket_connect_timeout": cfg.connect_timeout_ms / 1000,
+        "max_connections": cfg.max_connections,
+    }
+    if cfg.username is not None:
+        kwargs["username"] = cfg.username
+    if cfg.password is not None:
+        kwargs["password"] = cfg.password
+    if cfg.tls or cfg.url.startswith("rediss://"):
+        kwargs |= {
+            "ssl": True,
+            "ssl_ca_certs": _str(cfg.tls_ca_file),
+            "ssl_certfile": _str(cfg.tls_cert_file),
+            "ssl_keyfile": _str(cfg.tls_key_file),
+        }
+    if cfg.cluster:
+        return RedisCluster.from_url(cfg.url, retry=Retry(NoBackoff(), 0), **kwargs)
+    return Redis.from_url(cfg.url, retry=Retry(NoBackoff(), 0), **kwargs)
+
+
+def _str(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
 def build_cache(settings: Settings, metrics: Metrics) -> TieredCache:
+    """The LRU tier, and the Redis tier when ``cache.redis.url`` is set."""
     cfg = settings.cache
     redis = None
     if cfg.redis.url is not None:
-        redis = RedisTier(make_client(cfg.redis), cfg.redis, metrics)
+        r = cfg.redis
+        redis = RedisTier(
+            redis_client(r),
+            metrics,
+            timeout_ms=r.timeout_ms,
+            write_timeout_ms=r.write_timeout_ms,
+            connect_timeout_ms=r.connect_timeout_ms,
+            breaker_failures=r.breaker_failures,
+            breaker_reset_s=r.breaker_reset_s,
+        )
     return TieredCache(
         LruCache(cfg.lru_max_entries, cfg.lru_max_bytes),
         redis,
         metrics,
-        decision_ttl_s=cfg.decision_ttl_s,
-        feature_ttl_s=cfg.feature_ttl_s,
+        ttl_s={PREDICTIONS.kind: cfg.decision_ttl_s, FEATURES.kind: cfg.feature_ttl_s},
         max_pending_writes=cfg.redis.max_pending_writes,
     )
 
@@ -80,15 +129,15 @@ def build_engine(
     return DecisionEngine(
         settings.limits,
         fallback=registry.create(settings.fallback_strategy, {}),
-        health=ModelHealth(settings.health.failure_cooldown_s),
+        health=ModelHealth(settings.health.failure_cooldown_s, settings.health.max_entries),
         cache=cache,
-        feature_cache=cache,
         executor=executor,
         offload_timeout_s=settings.engine.offload_timeout_ms / 1000,
         router_timeouts_s={
             name: ms / 1000 for name, ms in settings.engine.router_timeouts_ms.items()
         },
         max_batch=settings.engine.max_batch,
+        max_batch_chars=settings.engine.max_batch_chars,
         max_running=settings.engine.executor_threads,
         inline_below_us=settings.engine.inline_below_us,
         metrics=metrics,
@@ -135,6 +184,7 @@ class RouterServer:
         self._server: grpc.aio.Server | None = None
         self._ext_server: grpc.aio.Server | None = None
         self._stopped = asyncio.Event()
+        self._hurry = asyncio.Event()
 
     async def start(self) -> int:
         cfg = self.settings.server
@@ -171,7 +221,7 @@ class RouterServer:
         self._server = server
         if self._ext_server is not None:
             await self._ext_server.start()
-        self.engine.install(load_routers(self.settings, self.registry))
+        self.engine.install(await asyncio.to_thread(load_routers, self.settings, self.registry))
         if ext_proc is not None:
             ext_proc.check()
         await self._set_health(health_pb2.HealthCheckResponse.SERVING)
@@ -206,11 +256,17 @@ class RouterServer:
         for service in ("", SERVICE_NAME, *ext_proc):
             await self.health.set(service, status)
 
-    async def stop(self, grace_s: float | None = None) -> None:
-        """Graceful stop: NOT_SERVING, refuse new calls, finish calls in flight, drain."""
+    async def stop(self, grace_s: float | None = None, drain_s: float = 0.0) -> None:
+        """Graceful stop: NOT_SERVING while still taking calls for ``drain_s`` (cut short by
+        :meth:`hurry`), then refuse new calls, finish calls in flight, drain the writers."""
         if self._server is None:
             return
         grace = self.settings.server.grace_period_s if grace_s is None else grace_s
+        if drain_s > 0:
+            await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
+            log.info("draining: NOT_SERVING, still taking calls for %.1f s", drain_s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._hurry.wait(), drain_s)
         await self.health.enter_graceful_shutdown()
         log.info("stopping: finishing calls in flight (grace %.1f s)", grace)
         await asyncio.gather(
@@ -222,19 +278,47 @@ class RouterServer:
         self._server = self._ext_server = None
         self._stopped.set()
 
+    def hurry(self) -> None:
+        """End a drain delay in progress now (a second signal)."""
+        self._hurry.set()
+
     async def wait_stopped(self) -> None:
         await self._stopped.wait()
 
 
 async def serve(settings: Settings, on_ready: Callable[[int], None] | None = None) -> None:
-    """Run one server until SIGTERM or SIGINT, then stop it gracefully."""
+    """Run one server until SIGTERM or SIGINT, then stop it gracefully (see the module doc)."""
     server = RouterServer(settings)
-    port = await server.start()
-    if on_ready is not None:
-        on_ready(port)
+    signals: list[int] = []
     stop = asyncio.Event()
+
+    def on_signal(sig: int) -> None:
+        if signals:
+            server.hurry()
+        signals.append(sig)
+        stop.set()
+
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, on_signal, sig)
+    starting = asyncio.create_task(server.start())
+    stopping = asyncio.create_task(stop.wait())
+    await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    if not starting.done():  # a signal while loading: never SERVING, so no drain either
+        log.info("signal during start-up: stopping")
+        starting.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await starting
+        await server.stop(drain_s=0.0)
+        return
+    stopping.cancel()
+    failed = starting.exception()
+    if failed is not None:  # stop what did start, so nothing is left running, then say why
+        await server.stop(grace_s=0.0)
+        raise failed
+    if on_ready is not None:
+        on_ready(starting.result())
     await stop.wait()
-    await server.stop()
+    await server.stop(
+        drain_s=settings.server.drain_delay_s if signals[0] == signal.SIGTERM else 0.0
+    )

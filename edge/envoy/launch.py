@@ -128,9 +128,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         pass
     finally:
-        codes = (stop_process(proxy, 10), stop_process(service, 10))
+        # SIGINT: with Envoy gone there is nothing to drain, so the service stops at once
+        codes = (stop_process(proxy, 10), stop_process(service, 10, signal.SIGINT))
     print(f"launch: stopped (envoy {codes[0]}, router service {codes[1]})", flush=True)
-    return max((abs(c) for c in codes if c not in (0, -signal.SIGTERM)), default=0)
+    return max((abs(c) for c in codes if c not in (0, -signal.SIGTERM, -signal.SIGINT)), default=0)
 
 
 if __name__ == "__main__":

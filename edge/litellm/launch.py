@@ -129,8 +129,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{stop}: stopping the proxy, then the service")
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-        for proc in reversed(procs):
-            stop_process(proc, args.grace_s)
+        for proc in reversed(procs):  # the service (first) gets SIGINT: no drain, no edge left
+            stop_process(proc, args.grace_s, signal.SIGINT if proc is procs[0] else signal.SIGTERM)
     return code
 
 

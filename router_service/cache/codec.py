@@ -1,43 +1,44 @@
-"""Compact binary values: a decision is its serialized RouteResponse (request id and latency
-cleared), features are little-endian float32 bytes of one row. Decoded decisions carry their
-encoding (``Decision.encoded``)."""
+"""Compact binary values: an array as the little-endian bytes of its dtype.
+
+Two kinds are cached: a featurizer's row (``FEATURES``: float32 ``[1, dim]``) and a router's
+prediction (``PREDICTIONS``: float64 quality per model ``[n_models]``, exactly as the router
+gave it, so a cached prediction is bit-for-bit the fresh one). Decoded arrays are read-only:
+the in-process tier hands the same array to every hit.
+"""
 
 from __future__ import annotations
 
-import dataclasses
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from router_service.engine.types import Decision
-from router_service.proto import pb
-from router_service.surfaces.convert import decision_from_pb, decision_to_pb
+__all__ = ["FEATURES", "PREDICTIONS", "Array", "ArrayCodec"]
 
-__all__ = ["decode_decision", "decode_features", "encode_decision", "encode_features"]
+Array = npt.NDArray[Any]
 
 
-def encode_decision(decision: Decision) -> bytes:
-    bare = dataclasses.replace(decision, request_id="", latency_us=0, encoded=b"")
-    return decision_to_pb(bare).SerializeToString()
+class ArrayCodec:
+    """Encodes arrays of one dtype and rank; ``kind`` names the entries (metrics, TTLs)."""
+
+    def __init__(self, kind: str, dtype: str, ndim: int) -> None:
+        self.kind = kind
+        self._dtype = np.dtype(dtype)
+        self._ndim = ndim
+
+    def encode(self, value: Array) -> bytes:
+        return np.ascontiguousarray(value, dtype=self._dtype).tobytes()
+
+    def decode(self, raw: bytes) -> Array:
+        """A read-only array; ``ValueError`` when ``raw`` is not whole values of the dtype."""
+        size = self._dtype.itemsize
+        if len(raw) == 0 or len(raw) % size:
+            raise ValueError(f"{self.kind} value of {len(raw)} bytes is not {self._dtype} data")
+        out = np.frombuffer(raw, dtype=self._dtype)
+        out = out.reshape(1, -1) if self._ndim == 2 else out
+        out.flags.writeable = False
+        return out
 
 
-def decode_decision(raw: bytes) -> Decision:
-    """Raises ``ValueError`` when ``raw`` is not a serialized decision."""
-    msg = pb.RouteResponse()
-    try:
-        msg.ParseFromString(raw)
-    except Exception as exc:  # protobuf raises its own DecodeError
-        raise ValueError("not a serialized decision") from exc
-    if not msg.model:
-        raise ValueError("cached decision names no model")
-    return dataclasses.replace(decision_from_pb(msg), encoded=raw)
-
-
-def encode_features(features: npt.NDArray[np.float32]) -> bytes:
-    return np.ascontiguousarray(features, dtype="<f4").tobytes()
-
-
-def decode_features(raw: bytes) -> npt.NDArray[np.float32]:
-    if len(raw) == 0 or len(raw) % 4:
-        raise ValueError(f"feature value of {len(raw)} bytes is not float32 data")
-    return np.frombuffer(raw, dtype="<f4").astype(np.float32).reshape(1, -1)
+FEATURES = ArrayCodec("features", "<f4", ndim=2)
+PREDICTIONS = ArrayCodec("prediction", "<f8", ndim=1)

@@ -1,52 +1,57 @@
-"""Cache keys: hashes only, never prompt text.
+"""Cache keys: a structured, unambiguous hash of every input an entry depends on.
 
-A feature key depends on the featurizer's artifact and the normalized text; a decision key adds
-the router's artifact, the policy and the candidate set, so a new bundle never serves an old
-decision.
+A key is ``riq:<kind>:<hash>`` where the hash covers a schema tag and each field with its
+length in front, so no two different inputs give the same bytes to hash (nothing is joined
+with separators that a caller's text could contain). Keys hold hashes only, never prompt text.
+
+- A prediction (the router's quality per model) depends on the router's artifact, the tenant
+  scope and the exact input: :func:`prediction_key`.
+- A feature row depends on the featurizer's identity (its artifact and every setting that
+  changes its output, such as a tokenizer and its truncation), the tenant scope and the exact
+  input: :func:`feature_key`.
+
+Policy, candidates (names, prices, order, ``unavailable``) and model health are deliberately
+not in any key: they are applied to the cached prediction for each request, so a cached answer
+is what a fresh one would be.
 """
 
 from __future__ import annotations
 
-import functools
 import hashlib
+from collections.abc import Sequence
 
-from router_service.engine.types import Candidate, Policy, RouteInput
+import numpy as np
 
-__all__ = ["decision_key", "feature_key", "input_digest", "text_hash"]
+__all__ = ["feature_key", "prediction_key", "text_digest", "vector_digest"]
 
-
-def text_hash(text: str) -> str:
-    """sha256 of the text after whitespace normalisation (case is kept: it can matter)."""
-    normalized = " ".join(text.split())
-    return hashlib.sha256(normalized.encode("utf-8")).hexdigest()
+_SCHEMA = b"routeiq-cache-v2"
 
 
-def input_digest(req: RouteInput) -> str:
-    """The part of a key that stands for the request's input: the text hash, or the rounded
-    embedding values. Computed once per request and shared by its decision and feature keys."""
-    if req.embedding is not None:
-        return "emb:" + ",".join(f"{v:.6g}" for v in req.embedding)
-    return text_hash(req.text())
+def text_digest(text: str) -> bytes:
+    """sha256 of the exact text a featurizer sees (no normalisation: the answer must not
+    depend on a rewrite the featurizer does not make). Lone surrogates hash as themselves."""
+    return b"t" + hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
 
 
-def feature_key(featurizer_sha: str, req: RouteInput, digest: str | None = None) -> str:
-    if req.embedding is not None:
-        raise ValueError("client-supplied embeddings are not cached")
-    return f"riq:f:{featurizer_sha[:16]}:{digest or text_hash(req.text())}"
+def vector_digest(values: Sequence[float]) -> bytes:
+    """sha256 of an embedding as the float32 values the router sees (exact, not rounded)."""
+    return b"v" + hashlib.sha256(np.asarray(values, dtype="<f4").tobytes()).digest()
 
 
-def decision_key(router_sha: str, req: RouteInput, digest: str | None = None) -> str:
-    parts = f"{_offer(req.policy, req.candidates)}\x1e{digest or input_digest(req)}"
-    return f"riq:d:{router_sha[:16]}:{hashlib.sha256(parts.encode('utf-8')).hexdigest()}"
+def _key(kind: str, *fields: str | bytes) -> str:
+    h = hashlib.blake2b(_SCHEMA + kind.encode(), digest_size=20)
+    for field in fields:
+        raw = field.encode("utf-8", "surrogatepass") if isinstance(field, str) else field
+        h.update(len(raw).to_bytes(4, "little"))
+        h.update(raw)
+    return f"riq:{kind}:{h.hexdigest()}"
 
 
-@functools.lru_cache(maxsize=1024)
-def _offer(policy: Policy, candidates: tuple[Candidate, ...]) -> str:
-    """The policy and the candidate set (in any order) as key text. Callers send the same few
-    offers over and over, so each is spelled out once."""
-    parts = [f"{policy.cost_weight!r}", f"{policy.min_quality!r}"]
-    parts += sorted(
-        f"{c.name}\x1f{c.input_price!r}\x1f{c.output_price!r}\x1f{c.unavailable}"
-        for c in candidates
-    )
-    return "\x1e".join(parts)
+def prediction_key(router_sha: str, scope: str, digest: bytes) -> str:
+    """The key of a router's prediction for one input (``digest``) within a tenant ``scope``."""
+    return _key("p", router_sha, scope, digest)
+
+
+def feature_key(featurizer_id: str, scope: str, digest: bytes) -> str:
+    """The key of a featurizer's row for one input (``digest``) within a tenant ``scope``."""
+    return _key("f", featurizer_id, scope, digest)

@@ -15,44 +15,16 @@ from typing import Any, TypeVar
 
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from router_service.cache.breaker import BreakerState, CircuitBreaker
-from router_service.config import RedisSettings
 from router_service.metrics import Metrics
 
-__all__ = ["RedisTier", "make_client"]
+__all__ = ["RedisTier"]
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
 _FAILURES = (RedisError, OSError, TimeoutError, asyncio.TimeoutError)
-
-
-def make_client(cfg: RedisSettings) -> Redis | RedisCluster:
-    """A client that fails fast (no retries; the breaker decides when to try again)."""
-    if cfg.url is None:
-        raise ValueError("redis url is not set")
-    kwargs: dict[str, Any] = {
-        "socket_timeout": max(cfg.timeout_ms, cfg.write_timeout_ms) / 1000 * 2,
-        "socket_connect_timeout": cfg.connect_timeout_ms / 1000,
-        "max_connections": cfg.max_connections,
-    }
-    if cfg.username is not None:
-        kwargs["username"] = cfg.username
-    if cfg.password is not None:
-        kwargs["password"] = cfg.password
-    if cfg.tls or cfg.url.startswith("rediss://"):
-        kwargs |= {
-            "ssl": True,
-            "ssl_ca_certs": _str(cfg.tls_ca_file),
-            "ssl_certfile": _str(cfg.tls_cert_file),
-            "ssl_keyfile": _str(cfg.tls_key_file),
-        }
-    if cfg.cluster:
-        return RedisCluster.from_url(cfg.url, retry=Retry(NoBackoff(), 0), **kwargs)
-    return Redis.from_url(cfg.url, retry=Retry(NoBackoff(), 0), **kwargs)
 
 
 def _consume(task: asyncio.Future[Any]) -> None:
@@ -61,20 +33,28 @@ def _consume(task: asyncio.Future[Any]) -> None:
         task.exception()
 
 
-def _str(value: object) -> str | None:
-    return None if value is None else str(value)
-
-
 class RedisTier:
-    def __init__(self, client: Redis | RedisCluster, cfg: RedisSettings, metrics: Metrics) -> None:
+    """``client`` should fail fast (no retries of its own: the breaker decides when to try
+    again). Timeouts are in milliseconds; ``breaker_failures`` consecutive failures open the
+    breaker for ``breaker_reset_s`` seconds."""
+
+    def __init__(
+        self,
+        client: Redis | RedisCluster,
+        metrics: Metrics,
+        *,
+        timeout_ms: float,
+        write_timeout_ms: float,
+        connect_timeout_ms: float,
+        breaker_failures: int,
+        breaker_reset_s: float,
+    ) -> None:
         self._client = client
-        self._timeout = cfg.timeout_ms / 1000
-        self._write_timeout = cfg.write_timeout_ms / 1000
-        self._connect_timeout = cfg.connect_timeout_ms / 1000
+        self._timeout = timeout_ms / 1000
+        self._write_timeout = write_timeout_ms / 1000
+        self._connect_timeout = connect_timeout_ms / 1000
         self._metrics = metrics
-        self.breaker = CircuitBreaker(
-            cfg.breaker_failures, cfg.breaker_reset_s, on_change=self._on_breaker
-        )
+        self.breaker = CircuitBreaker(breaker_failures, breaker_reset_s, on_change=self._on_breaker)
 
     def _on_breaker(self, state: BreakerState) -> None:
         self._metrics.cache_breaker_state.set(int(state))

@@ -7,6 +7,10 @@ per batch. There is no timer: at low load a request starts in the same event-loo
 waits for nobody; a batch forms from requests that arrive in the same turn (a ``RouteBatch``,
 or calls read from the network together) or while ``max_running`` jobs are already busy.
 
+A request's offload limit is its own, so a long prompt must not make its batch-mates slow:
+waiting requests go out shortest first, and a batch holds at most ``max_batch_chars``
+characters of text (a longer text runs alone). Short prompts never wait inside a long one's job.
+
 A job takes, per request, either a text (featurized in the job) or a feature row (the client's
 embedding, or a feature-cache hit), and returns the feature rows and the predicted quality
 rows. Featurizers whose output depends on batch-mates (int8 MiniLM: activations are quantized
@@ -63,6 +67,7 @@ class _Item:
     text: str | None
     features: Features | None
     future: asyncio.Future[Inference]
+    chars: int
 
 
 class InferenceBatcher:
@@ -78,6 +83,7 @@ class InferenceBatcher:
         executor: Executor | None,
         *,
         max_batch: int = 32,
+        max_batch_chars: int = 16_384,
         max_running: int = 1,
         on_batch: Callable[[int], None] | None = None,
         inline_below_us: float = 0.0,
@@ -89,6 +95,7 @@ class InferenceBatcher:
         self._predict = predict
         self._executor = executor
         self._max_batch = max_batch
+        self._max_chars = max_batch_chars
         self._max_running = max_running
         self._queue: list[_Item] = []
         self._running = 0
@@ -108,7 +115,7 @@ class InferenceBatcher:
             raise ValueError("give exactly one of text and features")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Inference] = loop.create_future()
-        self._queue.append(_Item(text, features, future))
+        self._queue.append(_Item(text, features, future, len(text) if text is not None else 0))
         if not self._scheduled:  # dispatch at the end of this loop turn, with its arrivals
             self._scheduled = True
             loop.call_soon(self._dispatch)
@@ -117,8 +124,7 @@ class InferenceBatcher:
     def _dispatch(self) -> None:
         self._scheduled = False
         while self._queue and self._running < self._max_running:
-            batch = [item for item in self._queue[: self._max_batch] if not item.future.done()]
-            del self._queue[: self._max_batch]
+            batch = self._take()
             if not batch:
                 continue
             self.batches += 1
@@ -131,6 +137,20 @@ class InferenceBatcher:
                 continue
             self._running += 1
             job.add_done_callback(functools.partial(self._finished, batch))
+
+    def _take(self) -> list[_Item]:
+        """The next batch: waiting requests shortest first, up to ``max_batch`` of them and
+        ``max_batch_chars`` characters of text (a longer text goes alone). Requests whose
+        caller gave up are dropped."""
+        waiting = sorted((i for i in self._queue if not i.future.done()), key=lambda i: i.chars)
+        size = chars = 0
+        for item in waiting:
+            if size == self._max_batch or (size and chars + item.chars > self._max_chars):
+                break
+            size += 1
+            chars += item.chars
+        self._queue = waiting[size:]
+        return waiting[:size]
 
     def _submit(self, texts: list[str | None], rows: list[Features | None]) -> Job:
         if self._executor is None or self._inline(texts):
@@ -220,7 +240,7 @@ class InferenceBatcher:
 
     @staticmethod
     def _featurize(featurizer: Featurizer, texts: list[str]) -> list[Features]:
-        if getattr(featurizer, "batch_invariant", True):
+        if featurizer.batch_invariant:
             out = featurizer.featurize(texts)
             if out.shape[0] != len(texts):
                 raise ValueError(f"featurizer gave {out.shape[0]} rows for {len(texts)} texts")

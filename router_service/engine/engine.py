@@ -1,9 +1,15 @@
 """The decision engine.
 
-One pass per request: validate → decision cache → features → strategy → store → answer.
-Anything that fails after validation degrades to the fallback strategy (``Source.FALLBACK``)
-and the answer says why; only bad input (:class:`InvalidRequest`) and a service that is not
-ready (:class:`NotReady`) fail the call.
+One pass per request: validate → prediction cache → features (feature cache, else the
+featurizer) → the router's prediction → policy → answer. Anything that fails after validation
+degrades to the fallback strategy (``Source.FALLBACK``) and the answer says why; only bad input
+(:class:`InvalidRequest`) and a service that is not ready (:class:`NotReady`) fail the call.
+
+What the cache keeps is the router's prediction for an input (quality per model) and the
+featurizer's row, never a decision: policy, candidates (their order, prices and
+``unavailable``) and model health are applied to every request, cached or not, so a cached
+answer is exactly what a fresh one would be (``Source.CACHE`` says the prediction, or for a
+strategy without one the features, came from the cache). Entries are scoped by tenant.
 """
 
 from __future__ import annotations
@@ -15,13 +21,14 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import Executor
-from typing import TypeVar, cast
+from typing import TypeVar
 
 import numpy as np
 
 from router_service.bundles.base import LoadedRouter, RouterTable
-from router_service.cache.base import DecisionCache, FeatureCache, NoCache
-from router_service.cache.keys import decision_key, feature_key, input_digest
+from router_service.cache.base import ArrayCache, NoCache
+from router_service.cache.codec import FEATURES, PREDICTIONS
+from router_service.cache.keys import feature_key, prediction_key, text_digest, vector_digest
 from router_service.config import LimitsSettings
 from router_service.engine.batcher import InferenceBatcher
 from router_service.engine.health import ModelHealth
@@ -29,7 +36,7 @@ from router_service.engine.types import Choice, Decision, Outcome, RouteInput, S
 from router_service.engine.validate import validate_route
 from router_service.errors import InvalidRequest, NotReady, StrategyError, UnknownRouter
 from router_service.metrics import Metrics
-from router_service.strategies.base import Features, ScoredStrategy, Strategy
+from router_service.strategies.base import Features, HealthCheck, ScoredStrategy, Strategy
 
 __all__ = ["DecisionEngine"]
 
@@ -40,6 +47,16 @@ _WARN_EVERY_S = 10.0
 
 class _Degraded(Exception):
     """A learned router could not answer; the message is a short, prompt-free reason."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Plan:
+    """What the engine derives once per loaded learned router."""
+
+    router: LoadedRouter
+    batcher: InferenceBatcher
+    scored: ScoredStrategy | None
+    models: frozenset[str]
 
 
 class DecisionEngine:
@@ -60,21 +77,20 @@ class DecisionEngine:
         fallback: Strategy,
         health: ModelHealth,
         *,
-        cache: DecisionCache | None = None,
-        feature_cache: FeatureCache | None = None,
+        cache: ArrayCache | None = None,
         executor: Executor | None = None,
         offload_timeout_s: float = 0.05,
         router_timeouts_s: Mapping[str, float] | None = None,
         metrics: Metrics | None = None,
         max_batch: int = 32,
+        max_batch_chars: int = 16_384,
         max_running: int = 1,
         inline_below_us: float = 0.0,
     ) -> None:
         self._limits = limits
         self._fallback = fallback
         self._health = health
-        self._cache: DecisionCache = cache or NoCache()
-        self._feature_cache: FeatureCache = feature_cache or NoCache()
+        self._cache: ArrayCache = cache or NoCache()
         self._executor = executor
         self._offload_timeout_s = offload_timeout_s
         self._router_timeouts_s = dict(router_timeouts_s or {})
@@ -82,9 +98,10 @@ class DecisionEngine:
         self._metrics = metrics
         self._warned: dict[tuple[str, str], tuple[float, int]] = {}
         self._max_batch = max_batch
+        self._max_batch_chars = max_batch_chars
         self._max_running = max_running
         self._inline_below_us = inline_below_us
-        self._batchers: dict[str, tuple[LoadedRouter, InferenceBatcher]] = {}
+        self._plans: dict[str, _Plan] = {}
 
     # -- router table ---------------------------------------------------------------------
     def install(self, table: RouterTable) -> None:
@@ -92,7 +109,11 @@ class DecisionEngine:
         if table.default not in table.routers:
             raise ValueError(f"default router {table.default!r} is not in the table")
         self._table = table
-        self._batchers = {}
+        self._plans = {}
+
+    @property
+    def limits(self) -> LimitsSettings:
+        return self._limits
 
     @property
     def ready(self) -> bool:
@@ -145,10 +166,10 @@ class DecisionEngine:
         return [self._observe(d) for d in decisions]
 
     def record_outcome(self, outcome: Outcome) -> None:
+        """A failed call benches its model for the report's tenant (see
+        :mod:`router_service.engine.health`); a success changes nothing."""
         if outcome.failed:
-            self._health.mark_failed(outcome.model)
-        else:
-            self._health.mark_ok(outcome.model)
+            self._health.mark_failed(outcome.tenant, outcome.model)
 
     # -- internals ------------------------------------------------------------------------
     def _observe(self, decision: Decision) -> Decision:
@@ -163,7 +184,7 @@ class DecisionEngine:
         featurizer = router.featurizer
         if featurizer is None or not router.strategy.needs_features:
             return
-        wants_vector = featurizer.name == "embedding"
+        wants_vector = featurizer.input_kind == "vector"
         if wants_vector and req.embedding is None:
             raise InvalidRequest(f"router {router.name!r} needs an 'embedding' input")
         if wants_vector and req.embedding is not None and len(req.embedding) != featurizer.dim:
@@ -178,99 +199,112 @@ class DecisionEngine:
 
     async def _decide(self, router: LoadedRouter, req: RouteInput, start: int) -> Decision:
         strategy = router.strategy
-        learned = strategy.needs_features
-        digest = key = ""
-        if learned:
-            digest = input_digest(req)
-            key = decision_key(router.sha256, req, digest)
-            cached = await self._cache.get_decision(key)
-            if cached is not None:
-                return dataclasses.replace(
-                    cached,
-                    request_id=req.request_id,
-                    source=Source.CACHE,
-                    latency_us=_since(start),
-                )
+        health = self._health.view(req.tenant)
+        source = Source.STATIC
         try:
-            if learned:
-                choice = await self._choose_learned(router, req, digest)
-            elif getattr(strategy, "blocking", False):
+            if strategy.needs_features:
+                choice, cached = await self._choose_learned(router, req, health)
+                source = Source.CACHE if cached else Source.MODEL
+            elif strategy.blocking:
                 choice = await self._offload(
-                    functools.partial(strategy.choose, req, None, self._health),
+                    functools.partial(strategy.choose, req, None, health),
                     f"strategy {strategy.kind}",
                     router.name,
                 )
             else:
-                choice = strategy.choose(req, None, self._health)
+                choice = strategy.choose(req, None, health)
             self._check_choice(req, choice)
         except Exception as exc:  # degrade, never fail, once the input is valid
-            return self._degrade(router, req, exc, start)
-        decision = Decision(
+            return self._degrade(router, req, exc, health, start)
+        return Decision(
             request_id=req.request_id,
             model=choice.model,
             scores=choice.scores,
             router=router.name,
             router_version=router.version,
-            source=Source.MODEL if learned else Source.STATIC,
+            source=source,
             reason=choice.reason,
             latency_us=_since(start),
         )
-        if learned:
-            decision = self._cache.put_decision(key, decision)  # the answer reuses its encoding
-        return decision
 
-    async def _choose_learned(self, router: LoadedRouter, req: RouteInput, digest: str) -> Choice:
-        """Features (feature cache, or the client's vector, or the featurizer) and the router's
-        prediction in one micro-batched job (in the pool, or on the loop while such jobs are
-        fast); then the policy, on the loop."""
-        strategy = router.strategy
-        featurizer = router.featurizer
-        features: Features | None = None
-        fkey = ""
-        what = f"router {router.name}"
+    async def _choose_learned(
+        self, router: LoadedRouter, req: RouteInput, health: HealthCheck
+    ) -> tuple[Choice, bool]:
+        """The choice of a learned router, and whether its inference came from the cache.
+
+        Prediction (cache, else features — the client's vector, the feature cache or the
+        featurizer — and the router, in one micro-batched job), then the policy on the loop.
+        """
+        plan = self._plan(router)
+        if plan.models and not any(c.name in plan.models for c in req.candidates):
+            raise _Degraded("no candidate is a model this router knows")  # before featurizing
+        scope = req.tenant
         if req.embedding is not None:
-            features = np.asarray(req.embedding, dtype=np.float32).reshape(1, -1)
-        elif featurizer is None:
-            raise _Degraded(f"router {router.name!r} has no featurizer")
+            digest = vector_digest(req.embedding)
         else:
-            fkey = feature_key(featurizer.sha256, req, digest)
-            features = await self._feature_cache.get_features(fkey)
-            if features is None:
-                what = f"featurizer {featurizer.name}"
+            digest = text_digest(req.text())
+        pkey = ""
+        if plan.scored is not None:
+            pkey = prediction_key(router.sha256, scope, digest)
+            quality = await self._cache.get(pkey, PREDICTIONS)
+            if quality is not None and quality.shape == (len(router.models),):
+                return plan.scored.choose_scored(req, quality, health), True
+        features, fkey = await self._cached_features(router, req, scope, digest)
         text = req.text() if features is None else None
-        job = self._batcher(router).infer(text, features)
-        inference = await self._bounded(job, what, router.name)
-        if features is None:
-            self._feature_cache.put_features(fkey, inference.features)
-        if inference.quality is not None:
-            scored = cast(ScoredStrategy, strategy)
-            return scored.choose_scored(req, inference.quality, self._health)
-        if getattr(strategy, "blocking", False):
-            return await self._offload(
-                functools.partial(strategy.choose, req, inference.features, self._health),
-                f"strategy {strategy.kind}",
-                router.name,
-            )
-        return strategy.choose(req, inference.features, self._health)
+        featurizer = router.featurizer
+        what = (
+            f"router {router.name}"
+            if text is None or featurizer is None
+            else f"featurizer {featurizer.name}"
+        )
+        inference = await self._bounded(plan.batcher.infer(text, features), what, router.name)
+        if fkey and features is None:
+            self._cache.put(fkey, inference.features, FEATURES)
+        if plan.scored is not None and inference.quality is not None:
+            self._cache.put(pkey, inference.quality, PREDICTIONS)
+            return plan.scored.choose_scored(req, inference.quality, health), False
+        strategy = router.strategy  # a learned strategy without a separate prediction step
+        call = functools.partial(strategy.choose, req, inference.features, health)
+        if strategy.blocking:
+            choice = await self._offload(call, f"strategy {strategy.kind}", router.name)
+        else:
+            choice = call()
+        return choice, bool(fkey) and features is not None
 
-    def _batcher(self, router: LoadedRouter) -> InferenceBatcher:
-        known = self._batchers.get(router.name)
-        if known is not None and known[0] is router:
-            return known[1]
+    async def _cached_features(
+        self, router: LoadedRouter, req: RouteInput, scope: str, digest: bytes
+    ) -> tuple[Features | None, str]:
+        """The request's feature row when the client sent it or the feature cache has it,
+        and the feature key (empty for client vectors, which are not cached)."""
+        if req.embedding is not None:
+            return np.asarray(req.embedding, dtype=np.float32).reshape(1, -1), ""
+        featurizer = router.featurizer
+        if featurizer is None:
+            raise _Degraded(f"router {router.name!r} has no featurizer")
+        fkey = feature_key(featurizer.sha256, scope, digest)
+        return await self._cache.get(fkey, FEATURES), fkey
+
+    def _plan(self, router: LoadedRouter) -> _Plan:
+        plan = self._plans.get(router.name)
+        if plan is not None and plan.router is router:
+            return plan
         strategy = router.strategy
+        scored = strategy if isinstance(strategy, ScoredStrategy) else None
         batcher = InferenceBatcher(
             router.featurizer,
-            strategy.predict_batch if isinstance(strategy, ScoredStrategy) else None,
+            scored.predict_batch if scored is not None else None,
             self._executor,
             max_batch=self._max_batch,
+            max_batch_chars=self._max_batch_chars,
             max_running=self._max_running,
             inline_below_us=self._inline_below_us,
             on_batch=None
             if self._metrics is None
             else functools.partial(self._metrics.observe_batch, router.name),
         )
-        self._batchers[router.name] = (router, batcher)
-        return batcher
+        plan = _Plan(router, batcher, scored, frozenset(router.models))
+        self._plans[router.name] = plan
+        return plan
 
     async def _bounded(self, job: Awaitable[_T], what: str, router: str) -> _T:
         """Await ``job`` under ``router``'s offload timeout (no bound without an executor)."""
@@ -315,11 +349,16 @@ class DecisionEngine:
         )
 
     def _degrade(
-        self, router: LoadedRouter, req: RouteInput, exc: Exception, start: int
+        self,
+        router: LoadedRouter,
+        req: RouteInput,
+        exc: Exception,
+        health: HealthCheck,
+        start: int,
     ) -> Decision:
         why = str(exc) if isinstance(exc, _Degraded | StrategyError) else type(exc).__name__
         self._warn_degraded(router.name, req.request_id, why)
-        choice = self._fallback.choose(req, None, self._health)
+        choice = self._fallback.choose(req, None, health)
         return Decision(
             request_id=req.request_id,
             model=choice.model,

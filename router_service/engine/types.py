@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 __all__ = [
+    "TENANT_LABEL",
     "Candidate",
     "CandidateScore",
     "Choice",
@@ -16,6 +17,10 @@ __all__ = [
     "RouteInput",
     "Source",
 ]
+
+
+TENANT_LABEL = "tenant"
+"""The label that names a request's tenant: caches and model health are scoped by it."""
 
 
 class Source(enum.IntEnum):
@@ -65,6 +70,11 @@ class RouteInput:
     embedding: tuple[float, ...] | None = None
     labels: Mapping[str, str] = field(default_factory=dict)
 
+    @property
+    def tenant(self) -> str:
+        """The tenant scope of this request (``""`` without a ``tenant`` label)."""
+        return self.labels.get(TENANT_LABEL, "")
+
     def text(self) -> str:
         """The text a featurizer sees: the prompt, or the chat turns joined by newlines."""
         if self.prompt is not None:
@@ -93,10 +103,7 @@ class Choice:
 
 @dataclass(frozen=True, slots=True)
 class Decision:
-    """A routing answer. ``encoded`` is set on decisions that the cache keeps: their cache
-    encoding (see :mod:`router_service.cache.codec`), which covers every field but
-    ``request_id``, ``source`` and ``latency_us`` — so a cache hit can be answered without
-    rebuilding the message."""
+    """A routing answer: the chosen model, one score per candidate in request order, and why."""
 
     request_id: str
     model: str
@@ -106,7 +113,6 @@ class Decision:
     source: Source
     reason: str
     latency_us: int
-    encoded: bytes = field(default=b"", compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,3 +127,8 @@ class Outcome:
     failed: bool
     router: str
     labels: Mapping[str, str]
+
+    @property
+    def tenant(self) -> str:
+        """The tenant scope whose model health this report may change."""
+        return self.labels.get(TENANT_LABEL, "")

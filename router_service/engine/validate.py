@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 from router_service.config import LimitsSettings
 from router_service.engine.types import Outcome, RouteInput
@@ -89,15 +90,23 @@ def _check_policy_and_labels(req: RouteInput, limits: LimitsSettings) -> None:
     quality = req.policy.min_quality
     if quality is not None and not (0.0 <= quality <= 1.0):
         raise InvalidRequest(f"policy.min_quality is {quality}: must be between 0 and 1")
-    if len(req.labels) > limits.max_labels:
-        raise InvalidRequest(f"{len(req.labels)} labels, over the limit of {limits.max_labels}")
-    for key, value in req.labels.items():
+    _check_labels(req.labels, limits)
+    _check_name("request_id", req.request_id, limits)
+
+
+def _check_labels(labels: Mapping[str, str], limits: LimitsSettings) -> None:
+    if len(labels) > limits.max_labels:
+        raise InvalidRequest(f"{len(labels)} labels, over the limit of {limits.max_labels}")
+    for key, value in labels.items():
         if len(key) > limits.max_label_chars or len(value) > limits.max_label_chars:
             raise InvalidRequest(
                 f"label {key[:64]!r} is over the limit of {limits.max_label_chars} characters"
             )
-    if len(req.request_id) > limits.max_name_chars:
-        raise InvalidRequest(f"request_id is over the limit of {limits.max_name_chars} characters")
+
+
+def _check_name(field: str, value: str, limits: LimitsSettings) -> None:
+    if len(value) > limits.max_name_chars:
+        raise InvalidRequest(f"{field} is over the limit of {limits.max_name_chars} characters")
 
 
 def validate_route(req: RouteInput, limits: LimitsSettings) -> None:
@@ -107,12 +116,20 @@ def validate_route(req: RouteInput, limits: LimitsSettings) -> None:
     _check_policy_and_labels(req, limits)
 
 
-def validate_outcome(outcome: Outcome) -> None:
-    """Raise :class:`InvalidRequest` naming the first problem found in an outcome report."""
+def validate_outcome(outcome: Outcome, limits: LimitsSettings) -> None:
+    """Raise :class:`InvalidRequest` naming the first problem found in an outcome report.
+    Every field is bounded by the same limits as a route request's."""
     if not outcome.request_id:
         raise InvalidRequest("outcome needs the 'request_id' of the routed request")
     if not outcome.model:
         raise InvalidRequest("outcome needs the 'model' that answered")
+    for field, value in (
+        ("request_id", outcome.request_id),
+        ("model", outcome.model),
+        ("router", outcome.router),
+    ):
+        _check_name(field, value, limits)
+    _check_labels(outcome.labels, limits)
     if outcome.quality is not None and not 0.0 <= outcome.quality <= 1.0:
         raise InvalidRequest(f"quality is {outcome.quality}: must be between 0 and 1")
     if not (math.isfinite(outcome.latency_ms) and outcome.latency_ms >= 0):

@@ -18,6 +18,7 @@ import numpy.typing as npt
 import onnxruntime as ort
 from tokenizers import Encoding, Tokenizer
 
+from router_service.featurizers.base import InputKind
 from router_service.onnx_session import make_session
 
 __all__ = ["MiniLMFeaturizer", "length_groups"]
@@ -81,8 +82,9 @@ class MiniLMFeaturizer:
     """Sentence embeddings from the MiniLM ONNX encoder: float32 ``[n, dim]``, unit L2 norm.
 
     ``name`` is ``"minilm"``; ``dim`` is read from the graph's output shape (384 for
-    all-MiniLM-L6-v2); ``sha256`` is the hex SHA-256 of the ONNX file unless the caller, having
-    verified it already, passes it. Texts longer than ``max_length`` tokens (special tokens
+    all-MiniLM-L6-v2); ``sha256`` identifies the featurizer's output: a hash of the ONNX file's
+    SHA-256 (the caller may pass it, having verified it already), the tokenizer file's and
+    ``max_length``. Texts longer than ``max_length`` tokens (special tokens
     included) are truncated. A batch runs in groups of similar token counts (see
     :func:`length_groups`), each padded to its longest text; one text runs unpadded. With an
     fp32 graph padding does not change the embeddings (padded positions are masked out; batch
@@ -98,6 +100,7 @@ class MiniLMFeaturizer:
     """
 
     name: str = "minilm"
+    input_kind: InputKind = "text"
 
     def __init__(
         self,
@@ -120,7 +123,11 @@ class MiniLMFeaturizer:
         self._tokenizer, self._pad_id = _load_tokenizer(Path(tokenizer_path), max_length)
         self._session = make_session(str(self.onnx_path), intra_op_threads)
         self.dim: int = _output_dim(self._session)
-        self.sha256: str = sha256 or _file_sha256(self.onnx_path)
+        graph_sha = sha256 or _file_sha256(self.onnx_path)
+        identity = f"minilm:{graph_sha}:{_file_sha256(Path(tokenizer_path))}:{max_length}"
+        self.sha256: str = hashlib.sha256(identity.encode()).hexdigest()
+        """Covers the graph, the tokenizer and the truncation: bundles that share an encoder
+        but not its tokenizer or ``max_length`` never share feature-cache entries."""
         logger.info("loaded %s encoder %s (dim %d)", self.name, self.onnx_path, self.dim)
 
     def featurize(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:

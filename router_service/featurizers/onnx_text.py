@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
+from router_service.featurizers.base import InputKind
 from router_service.onnx_session import make_session
 
 __all__ = ["ClientEmbedding", "OnnxTextFeaturizer"]
@@ -16,6 +17,9 @@ __all__ = ["ClientEmbedding", "OnnxTextFeaturizer"]
 class OnnxTextFeaturizer:
     """Runs a graph with one string input (``[n, 1]`` or ``[n]``) and one float output
     ``[n, dim]``. Synchronous; safe to call from several threads."""
+
+    batch_invariant = True
+    input_kind: InputKind = "text"
 
     def __init__(self, name: str, model: bytes, sha256: str, dim: int) -> None:
         self.name = name
@@ -42,6 +46,8 @@ class ClientEmbedding:
     """The client supplies the features; the engine never calls ``featurize``."""
 
     name = "embedding"
+    batch_invariant = True
+    input_kind: InputKind = "vector"
 
     def __init__(self, dim: int) -> None:
         self.dim = dim

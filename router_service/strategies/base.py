@@ -21,9 +21,9 @@ HealthCheck = Callable[[str], bool]
 class Strategy(Protocol):
     """Chooses one of ``request.candidates``.
 
-    ``choose`` is synchronous. It runs on the event loop unless the strategy sets a class
-    attribute ``blocking = True`` (it does I/O or heavy CPU work): then it runs in the engine's
-    bounded thread pool under ``engine.offload_timeout_ms``. Any exception, or the timeout,
+    ``choose`` is synchronous. It runs on the event loop unless the strategy declares
+    ``blocking = True`` (it does I/O or heavy CPU work): then it runs in the engine's bounded
+    thread pool under ``engine.offload_timeout_ms``. Any exception, or the timeout,
     makes the engine answer from the fallback strategy; the message of a
     :class:`~router_service.errors.StrategyError` goes into the answer's ``reason`` (so it must
     never contain prompt text), other exceptions show only their class name. ``features`` is
@@ -32,6 +32,7 @@ class Strategy(Protocol):
 
     kind: str
     needs_features: bool
+    blocking: bool
 
     def choose(
         self, request: RouteInput, features: Features | None, health: HealthCheck

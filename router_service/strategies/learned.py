@@ -1,11 +1,15 @@
 """The learned strategy: an ONNX model predicts a quality per known model, the policy picks.
 
-Policy: among the request's candidates that the router knows (and that are usable), choose
+Policy: among the request's candidates that the router has a prediction for (a model it knows,
+with a finite predicted quality: NaN or inf is "no prediction", wherever the candidate stands)
+and that are usable, choose
 ``argmax quality − λ·cost``; with ``min_quality`` set, the cheapest candidate whose predicted
 quality is at least that (the best one when none reaches it). λ is the request's
 ``cost_weight`` when set, else the bundle's calibrated default. Cost: a candidate's request
 price (mean of input and output, USD per 1M tokens) when the bundle's costs are in that unit,
-else the bundle's own cost for the model.
+else the bundle's own cost for the model. When every candidate the router can score is
+unavailable or benched but another candidate is usable, the router does not answer (the
+engine's fallback picks a usable one).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ _TIE = 1e-6
 
 class OnnxQualityRouter:
     needs_features = True
+    blocking = False
 
     def __init__(
         self,
@@ -75,15 +80,22 @@ class OnnxQualityRouter:
     def choose_scored(
         self, request: RouteInput, quality: npt.NDArray[np.float64], health: HealthCheck
     ) -> Choice:
-        known = [c for c in request.candidates if c.name in self._index]
+        q: dict[str, float] = {}
+        known: list[Candidate] = []
+        for c in request.candidates:
+            i = self._index.get(c.name)
+            if i is not None and math.isfinite(value := float(quality[i])):
+                q[c.name] = value
+                known.append(c)
         if not known:
-            raise StrategyError("no candidate is a model this router knows")
+            raise StrategyError("no candidate is a model this router has a prediction for")
+        pool, ok = usable(known, health)
+        if not ok and usable(request.candidates, health)[1]:
+            raise StrategyError("every candidate this router can score is unavailable")
         weight = request.policy.cost_weight
         lam = self._default_weight if weight is None else weight
-        q = {c.name: float(quality[self._index[c.name]]) for c in known}
         cost = {c.name: self._cost(c) for c in known}
         score = {name: q[name] - lam * cost[name] for name in q}
-        pool, ok = usable(known, health)
         chosen, reason = self._pick(
             pool, q, cost, score, min_quality=request.policy.min_quality, lam=lam
         )

@@ -73,5 +73,7 @@ class StrategyRegistry:
         except TypeError as exc:
             raise ConfigError(f"strategy {kind!r}: bad params: {exc}") from None
         if not isinstance(strategy, Strategy):
-            raise ConfigError(f"strategy {kind!r} does not implement choose()/kind/needs_features")
+            raise ConfigError(
+                f"strategy {kind!r} does not implement choose()/kind/needs_features/blocking"
+            )
         return strategy

@@ -42,6 +42,7 @@ class RoundRobin:
 
     kind = "round-robin"
     needs_features = False
+    blocking = False
 
     def __init__(self) -> None:
         self._counter = itertools.count()
@@ -60,6 +61,7 @@ class Weighted:
 
     kind = "weighted"
     needs_features = False
+    blocking = False
 
     def __init__(self, weights: Mapping[str, float] | None = None, default: float = 1.0) -> None:
         self._weights = _number_map(self.kind, "weights", weights or {})
@@ -99,6 +101,7 @@ class Fallback:
 
     kind = "fallback"
     needs_features = False
+    blocking = False
 
     def __init__(self, order: list[str] | None = None) -> None:
         if order is not None and not all(isinstance(n, str) for n in order):
@@ -122,6 +125,7 @@ class Cheapest:
 
     kind = "cheapest"
     needs_features = False
+    blocking = False
 
     def choose(self, request: RouteInput, features: Features | None, health: HealthCheck) -> Choice:
         pool, ok = usable(request.candidates, health)
@@ -148,6 +152,7 @@ class Fixed:
 
     kind = "fixed"
     needs_features = False
+    blocking = False
 
     def __init__(self, ranking: Mapping[str, float] | None = None, default: float = -1e9) -> None:
         self._ranking = _number_map(self.kind, "ranking", ranking or {})

@@ -5,16 +5,14 @@ from __future__ import annotations
 
 from router_service.engine.types import (
     Candidate,
-    CandidateScore,
     Decision,
     Outcome,
     Policy,
     RouteInput,
-    Source,
 )
 from router_service.proto import pb
 
-__all__ = ["decision_from_pb", "decision_to_pb", "outcome_from_pb", "route_from_pb"]
+__all__ = ["decision_to_pb", "outcome_from_pb", "route_from_pb"]
 
 
 _OFFERS_MAX = 1024  # distinct offers kept
@@ -76,13 +74,6 @@ def _offer_from_pb(msg: pb.RouteRequest) -> tuple[str, Policy, tuple[Candidate, 
 
 
 def decision_to_pb(decision: Decision) -> pb.RouteResponse:
-    if decision.encoded:  # kept by the cache: parse its encoding rather than rebuild each score
-        msg = pb.RouteResponse.FromString(decision.encoded)
-        if msg.model == decision.model:  # else a stale encoding: rebuild (never expected)
-            msg.request_id = decision.request_id
-            msg.source = int(decision.source)  # type: ignore[assignment]
-            msg.latency_us = decision.latency_us
-            return msg
     return pb.RouteResponse(
         request_id=decision.request_id,
         model=decision.model,
@@ -95,27 +86,6 @@ def decision_to_pb(decision: Decision) -> pb.RouteResponse:
         source=int(decision.source),  # type: ignore[arg-type]
         reason=decision.reason,
         latency_us=decision.latency_us,
-    )
-
-
-def decision_from_pb(msg: pb.RouteResponse) -> Decision:
-    return Decision(
-        request_id=msg.request_id,
-        model=msg.model,
-        scores=tuple(
-            CandidateScore(
-                model=s.model,
-                score=s.score,
-                quality=s.quality if s.HasField("quality") else None,
-                cost=s.cost if s.HasField("cost") else None,
-            )
-            for s in msg.scores
-        ),
-        router=msg.router,
-        router_version=msg.router_version,
-        source=Source(msg.source),
-        reason=msg.reason,
-        latency_us=msg.latency_us,
     )
 
 

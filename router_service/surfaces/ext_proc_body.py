@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -94,6 +95,7 @@ def _finite(text: str) -> float:
 # Built once: json.loads/json.dumps with options build a new decoder/encoder on every call.
 _DECODER = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite)
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+_ASCII_ENCODER = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"), allow_nan=False)
 
 
 def parse_body(raw: bytes, kind: ApiKind) -> ParsedBody:
@@ -116,17 +118,40 @@ def parse_body(raw: bytes, kind: ApiKind) -> ParsedBody:
     if model is not None and not isinstance(model, str):
         raise MalformedBody(f"'model' must be a string, got {_type(model)}")
     if kind == "chat":
-        return ParsedBody(payload, model, messages=_chat_messages(payload))
+        return _routable(ParsedBody(payload, model, messages=_chat_messages(payload)))
     if kind == "completions":
-        return ParsedBody(payload, model, prompt=_texts(payload, "prompt"))
+        return _routable(ParsedBody(payload, model, prompt=_texts(payload, "prompt")))
     if kind == "embeddings":
-        return ParsedBody(payload, model, prompt=_texts(payload, "input"))
-    return ParsedBody(payload, model, messages=_responses_turns(payload))
+        return _routable(ParsedBody(payload, model, prompt=_texts(payload, "input")))
+    return _routable(ParsedBody(payload, model, messages=_responses_turns(payload)))
+
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _clean(text: str) -> str:
+    """JSON may escape a lone surrogate (``"\\ud800"``), which no UTF-8 text can hold: it
+    becomes U+FFFD in the text the engine routes on (the body itself is forwarded as sent)."""
+    return text if text.isascii() else _LONE_SURROGATE.sub("\ufffd", text)
+
+
+def _routable(parsed: ParsedBody) -> ParsedBody:
+    prompt = None if parsed.prompt is None else _clean(parsed.prompt)
+    messages = parsed.messages
+    if messages is not None:
+        messages = tuple((_clean(role), _clean(content)) for role, content in messages)
+    return ParsedBody(parsed.payload, parsed.model, prompt, messages)
 
 
 def rewrite_model(parsed: ParsedBody, model: str) -> bytes:
-    """The body with ``model`` set to ``model``, as compact UTF-8 JSON (other fields as sent)."""
-    return _ENCODER.encode({**parsed.payload, "model": model}).encode()
+    """The body with ``model`` set to ``model``, as compact UTF-8 JSON (other fields as sent).
+    A body holding a lone surrogate (legal as a JSON escape, not as UTF-8) is written with
+    every non-ASCII character escaped, which says the same."""
+    text = _ENCODER.encode({**parsed.payload, "model": model})
+    try:
+        return text.encode()
+    except UnicodeEncodeError:
+        return _ASCII_ENCODER.encode({**parsed.payload, "model": model}).encode()
 
 
 def spoofed_headers(names: Iterable[str]) -> list[str]:

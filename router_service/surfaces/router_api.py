@@ -58,7 +58,7 @@ class RouterServicer(pb_grpc.RouterServicer):
         self, request: pb.ReportOutcomeRequest, context: Ctx
     ) -> pb.ReportOutcomeResponse:
         outcome = outcome_from_pb(request)
-        validate_outcome(outcome)
+        validate_outcome(outcome, self._engine.limits)
         self._outcomes.submit(outcome)
         self._engine.record_outcome(outcome)
         return pb.ReportOutcomeResponse()

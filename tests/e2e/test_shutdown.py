@@ -8,6 +8,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from router_service.proto import pb, pb_grpc
 from tests.support.procs import ServiceProcess
@@ -60,6 +61,56 @@ def test_sigterm_lets_calls_in_flight_finish(tmp_path: Path) -> None:
         pb_grpc.RouterStub(again).Route(request, timeout=2)
     again.close()
     assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+    svc.stop()
+
+
+def _health(channel: grpc.Channel) -> int:
+    reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=2)
+    return int(reply.status)
+
+
+def test_sigterm_says_not_serving_and_keeps_taking_calls_for_the_drain_delay() -> None:
+    """Reproduction 12: within 60 ms of SIGTERM health and new calls got UNAVAILABLE, so a
+    load balancer never saw NOT_SERVING while calls were still accepted."""
+    svc = ServiceProcess(env={"ROUTEIQ_SERVER__DRAIN_DELAY_S": "2"}).wait_ready()
+    request = pb.RouteRequest(prompt="p", candidates=[pb.Candidate(name="a")])
+    with grpc.insecure_channel(svc.target) as channel:
+        assert _health(channel) == health_pb2.HealthCheckResponse.SERVING
+        t0 = time.monotonic()
+        svc.proc.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
+        assert _health(channel) == health_pb2.HealthCheckResponse.NOT_SERVING
+        assert pb_grpc.RouterStub(channel).Route(request, timeout=2).model == "a"
+        code = svc.proc.wait(10)
+    assert code == 0, svc.log()
+    assert time.monotonic() - t0 >= 2.0
+    assert "draining: NOT_SERVING, still taking calls for 2.0 s" in svc.log()
+    svc.stop()
+
+
+def test_sigterm_while_routers_load_stops_gracefully(tmp_path: Path) -> None:
+    """Reproduction 12: a SIGTERM during bundle loading skipped the graceful stop. Loading
+    runs off the event loop, so health answers (NOT_SERVING) meanwhile."""
+    cfg = tmp_path / "slow-load.yaml"
+    cfg.write_text(
+        'strategies: {slow-to-load: "tests.support.strategies:SlowToLoad"}\n'
+        "routers: [{name: s, strategy: slow-to-load, params: {load_s: 3}}]\n"
+        "default_router: s\n"
+    )
+    svc = ServiceProcess(["--config", str(cfg)], env={"ROUTEIQ_SERVER__DRAIN_DELAY_S": "30"})
+    deadline = time.monotonic() + 20
+    status = None
+    with grpc.insecure_channel(svc.target) as channel:
+        while status is None and time.monotonic() < deadline:
+            try:
+                status = _health(channel)
+            except grpc.RpcError:
+                time.sleep(0.05)
+    assert status == health_pb2.HealthCheckResponse.NOT_SERVING, svc.log()
+    svc.proc.send_signal(signal.SIGTERM)
+    code = svc.proc.wait(15)  # no 30 s drain: it never served
+    assert code == 0, svc.log()
+    assert "signal during start-up: stopping" in svc.log()
     svc.stop()
 
 

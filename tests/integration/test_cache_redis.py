@@ -1,6 +1,7 @@
 """The two-tier cache against a real redis-server (standalone and Cluster)."""
 
 import asyncio
+import gc
 import statistics
 import time
 from typing import Any
@@ -43,7 +44,6 @@ def make(
         Fallback(),
         ModelHealth(30),
         cache=cache,
-        feature_cache=cache,
         metrics=metrics,
     )
     engine.install(RouterTable({"ml": learned_router(feat, sha)}, default="ml"))
@@ -77,7 +77,7 @@ async def test_a_replica_gets_a_redis_hit_and_a_new_bundle_misses(redis_server: 
     assert hit.source == Source.CACHE and feat_b.calls == 0
     assert (
         metrics_b.sample(
-            "routeiq_cache_requests_total", {"tier": "redis", "kind": "decision", "result": "hit"}
+            "routeiq_cache_requests_total", {"tier": "redis", "kind": "prediction", "result": "hit"}
         )
         == 1
     )
@@ -98,15 +98,15 @@ async def test_every_key_has_a_ttl_and_no_prompt_text(redis_server: Any) -> None
     await cache.drain()
     client = redis.Redis.from_url(redis_server.url)
     keys = client.keys("*")
-    assert len(keys) == 10  # 5 decisions + 5 feature rows
+    assert len(keys) == 10  # 5 predictions + 5 feature rows
     for key in keys:
         ttl_ms = client.pttl(key)
         assert 0 < ttl_ms <= 86_400_000, (key, ttl_ms)
         value = client.get(key)
         for text in (b"translate", b"quick brown fox", b"variant"):
             assert text not in key and text not in value
-    decision_ttls = [client.pttl(k) for k in keys if k.startswith(b"riq:d:")]
-    assert all(ttl <= 600_000 for ttl in decision_ttls)
+    prediction_ttls = [client.pttl(k) for k in keys if k.startswith(b"riq:p:")]
+    assert len(prediction_ttls) == 5 and all(ttl <= 600_000 for ttl in prediction_ttls)
     client.close()
     await cache.close()
 
@@ -161,6 +161,17 @@ async def test_redis_killed_mid_load_then_back(redis_server: Any) -> None:
 
 
 async def test_slow_redis_costs_at_most_the_cache_timeout(redis_server: Any) -> None:
+    # A full collection of the test session's heap (hundreds of MB by now) can stall the loop
+    # for a few hundred ms: objects made before this test are not its to collect.
+    gc.collect()
+    gc.freeze()
+    try:
+        await _slow_redis_costs_at_most_the_cache_timeout(redis_server)
+    finally:
+        gc.unfreeze()
+
+
+async def _slow_redis_costs_at_most_the_cache_timeout(redis_server: Any) -> None:
     feat = CountingFeaturizer()
     engine, cache, _ = make(
         redis_server.url, feat, timeout_ms=5, breaker_failures=1000, cache_kw={"lru_max_entries": 0}
@@ -177,7 +188,11 @@ async def test_slow_redis_costs_at_most_the_cache_timeout(redis_server: Any) -> 
     p99 = statistics.quantiles(lat, n=100)[98]
     # Each call waits at most two Redis timeouts (decision, then features) plus the model
     # path; Redis itself is asleep for 1.5 s, so without the timeout this would be ~1.5 s.
-    assert p99 < 0.25, f"p99 {p99 * 1000:.1f} ms"
+    slowest = sorted(range(len(lat)), key=lat.__getitem__)[-5:]
+    assert p99 < 0.25, (
+        f"p99 {p99 * 1000:.1f} ms of {len(lat)} calls; slowest (index: ms) "
+        + ", ".join(f"{i}: {lat[i] * 1000:.0f}" for i in slowest)
+    )
     await cache.close()
 
 

@@ -117,7 +117,10 @@ async def test_report_outcome_is_persisted_and_benches_failed_model(
     server = await start_server(make_settings())
     async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
         stub = pb_grpc.RouterStub(channel)
-        route = pb.RouteRequest(prompt="p", candidates=AB, router="fallback")
+        route = pb.RouteRequest(
+            prompt="p", candidates=AB, router="fallback", labels={"tenant": "t1"}
+        )
+        other = pb.RouteRequest(prompt="p", candidates=AB, router="fallback")
         assert (await stub.Route(route)).model == "a"
         await stub.ReportOutcome(
             pb.ReportOutcomeRequest(
@@ -135,7 +138,8 @@ async def test_report_outcome_is_persisted_and_benches_failed_model(
                 request_id="q10", model="b", quality=0.9, latency_ms=850.5, cost_usd=0.0004
             )
         )
-        assert (await stub.Route(route)).model == "b"
+        assert (await stub.Route(route)).model == "b"  # benched for t1 ...
+        assert (await stub.Route(other)).model == "a"  # ... and for nobody else
         with pytest.raises(grpc.aio.AioRpcError) as info:
             await stub.ReportOutcome(
                 pb.ReportOutcomeRequest(request_id="q", model="a", quality=1.5)

@@ -15,6 +15,7 @@ class Keyword:
 
     kind = "keyword"
     needs_features = False
+    blocking = False
 
     def __init__(self, keyword: str, match: list[str], otherwise: list[str]) -> None:
         self.keyword = keyword.lower()

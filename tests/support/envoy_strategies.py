@@ -14,6 +14,7 @@ from router_service.strategies.base import Features, HealthCheck, onehot_scores
 class Keyword:
     kind = "keyword"
     needs_features = False
+    blocking = False
 
     def __init__(self, keywords: dict[str, str] | None = None) -> None:
         self.keywords = {word.lower(): model for word, model in (keywords or {}).items()}

@@ -1,5 +1,5 @@
-"""A stand-in learned router for cache and engine tests: a counting featurizer and a strategy
-that scores candidates from the features. (Real ONNX bundles are tested on their own.)"""
+"""A stand-in learned router for cache and engine tests: a counting featurizer (its rows are a
+hash of the text) and a real ONNX quality router whose prediction for model i is feature i."""
 
 from __future__ import annotations
 
@@ -9,15 +9,20 @@ from collections.abc import Sequence
 
 import numpy as np
 import numpy.typing as npt
+from onnx import TensorProto, helper
 
 from router_service.bundles.base import LoadedRouter
-from router_service.engine.types import CandidateScore, Choice, RouteInput
-from router_service.strategies.base import Features, HealthCheck
+from router_service.onnx_session import make_session
+from router_service.strategies.learned import OnnxQualityRouter
+
+MODELS = ("a", "b", "c", "d", "e", "f", "g", "h")
 
 
 class CountingFeaturizer:
     name = "counting"
-    dim = 8
+    dim = len(MODELS)
+    batch_invariant = True
+    input_kind = "text"
 
     def __init__(self, sha256: str = "c0" * 32, delay_s: float = 0.0) -> None:
         self.sha256 = sha256
@@ -29,28 +34,32 @@ class CountingFeaturizer:
         if self.delay_s:
             time.sleep(self.delay_s)
         rows = [
-            np.frombuffer(hashlib.sha256(t.encode()).digest()[:8], dtype=np.uint8) for t in texts
+            np.frombuffer(hashlib.sha256(t.encode("utf-8", "surrogatepass")).digest()[:8], "u1")
+            for t in texts
         ]
         return (np.stack(rows).astype(np.float32) / 255.0).astype(np.float32)
 
 
-class FeatureArgmax:
-    kind = "feature-argmax"
-    needs_features = True
-
-    def choose(self, request: RouteInput, features: Features | None, health: HealthCheck) -> Choice:
-        assert features is not None
-        row = features[0]
-        scores = [float(row[i % len(row)]) for i in range(len(request.candidates))]
-        best = max(range(len(scores)), key=scores.__getitem__)
-        return Choice(
-            request.candidates[best].name,
-            tuple(
-                CandidateScore(c.name, s, quality=s)
-                for c, s in zip(request.candidates, scores, strict=True)
-            ),
-            "highest feature",
-        )
+def identity_router(models: Sequence[str] = MODELS, costs: float = 1.0) -> OnnxQualityRouter:
+    """An ONNX router that predicts quality = the feature row (one column per model)."""
+    n = len(models)
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["features"], ["quality"])],
+        "identity-quality",
+        [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["N", n])],
+        [helper.make_tensor_value_info("quality", TensorProto.FLOAT, ["N", n])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    return OnnxQualityRouter(
+        "feature-quality",
+        session=make_session(model.SerializeToString()),
+        input_name="features",
+        output_name="quality",
+        models=models,
+        model_costs=dict.fromkeys(models, costs),
+        prices_apply=True,
+        default_cost_weight=0.0,
+    )
 
 
 def learned_router(
@@ -58,9 +67,10 @@ def learned_router(
 ) -> LoadedRouter:
     return LoadedRouter(
         name="ml",
-        kind="feature-argmax",
+        kind="feature-quality",
         version=version,
-        strategy=FeatureArgmax(),
+        strategy=identity_router(),
         featurizer=featurizer,
+        models=MODELS,
         sha256=sha256,
     )

@@ -27,7 +27,8 @@ class ServiceProcess:
         self.port = free_port()
         self.target = f"127.0.0.1:{self.port}"
         self.log_path = Path(tempfile.mkdtemp(prefix="routeiq-svc-")) / "service.log"
-        full_env = {**os.environ, **(env or {})}
+        # No drain delay at SIGTERM unless a test asks for one (tests stop services often).
+        full_env = {"ROUTEIQ_SERVER__DRAIN_DELAY_S": "0", **os.environ, **(env or {})}
         self._log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "router_service", "serve", "--port", str(self.port), *args],

@@ -11,6 +11,7 @@ from router_service.strategies.base import Features, HealthCheck, onehot_scores
 class AlwaysLast:
     kind = "always-last"
     needs_features = False
+    blocking = False
 
     def choose(self, request: RouteInput, features: Features | None, health: HealthCheck) -> Choice:
         name = request.candidates[-1].name
@@ -36,6 +37,7 @@ class Slow:
 class Broken:
     kind = "broken"
     needs_features = False
+    blocking = False
 
     def choose(self, request: RouteInput, features: Features | None, health: HealthCheck) -> Choice:
         raise RuntimeError("boom with secret detail")
@@ -44,6 +46,23 @@ class Broken:
 class OffList:
     kind = "off-list"
     needs_features = False
+    blocking = False
 
     def choose(self, request: RouteInput, features: Features | None, health: HealthCheck) -> Choice:
         return Choice("not-a-candidate", (), "made up")
+
+
+class SlowToLoad:
+    """Takes ``load_s`` seconds to build (like a strategy that loads a model), then picks the
+    first candidate."""
+
+    kind = "slow-to-load"
+    needs_features = False
+    blocking = False
+
+    def __init__(self, load_s: float = 2.0) -> None:
+        time.sleep(load_s)
+
+    def choose(self, request: RouteInput, features: Features | None, health: HealthCheck) -> Choice:
+        name = request.candidates[0].name
+        return Choice(name, onehot_scores(request.candidates, name), "first")

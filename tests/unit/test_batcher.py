@@ -32,6 +32,7 @@ class GatedFeaturizer:
     name = "gated"
     sha256 = "9" * 64
     dim = 2
+    input_kind = "text"
 
     def __init__(self, batch_invariant: bool = True) -> None:
         self.batch_invariant = batch_invariant
@@ -122,8 +123,8 @@ async def test_given_feature_rows_and_texts_are_predicted_together_in_order() ->
         _, b, _ = await asyncio.gather(
             batcher.infer("aa", None), batcher.infer(None, given), batcher.infer("b", None)
         )
-    assert feat.calls == [["aa", "b"]]  # only the texts are featurized
-    assert seen[0].tolist() == [[2, 1], [7, 7], [1, 1]]
+    assert feat.calls == [["b", "aa"]]  # only the texts are featurized, shortest first
+    assert seen[0].tolist() == [[7, 7], [1, 1], [2, 1]]
     assert b.quality is not None and b.quality.tolist() == [14.0, 14.0]
     with pytest.raises(ValueError, match="exactly one"):
         await batcher.infer("t", given)
@@ -157,7 +158,7 @@ async def test_one_bad_input_fails_only_its_own_request() -> None:
     assert isinstance(bad, ValueError)
     assert not isinstance(good1, BaseException) and good1.features[0, 0] == 1
     assert not isinstance(good2, BaseException) and good2.features[0, 0] == 2
-    assert feat.calls == [["a", "bad", "cc"], ["a"], ["bad"], ["cc"]]  # the batch, then alone
+    assert feat.calls == [["a", "cc", "bad"], ["a"], ["cc"], ["bad"]]  # the batch, then alone
 
 
 async def test_a_cancelled_waiting_request_is_dropped_from_its_batch() -> None:
@@ -220,6 +221,7 @@ class _Argmax:
 
     kind = "argmax"
     needs_features = True
+    blocking = False
 
     def predict_batch(self, features: F32) -> npt.NDArray[np.float64]:
         return np.asarray(features[:, :3], dtype=np.float64)
@@ -244,6 +246,8 @@ class ThreadRecorder:
     name = "threads"
     sha256 = "7" * 64
     dim = 2
+    batch_invariant = True
+    input_kind = "text"
 
     def __init__(self, delay_s: float = 0.0) -> None:
         self.delay_s = delay_s

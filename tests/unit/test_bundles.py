@@ -32,7 +32,7 @@ def test_valid_bundle_loads_and_scores(tmp_path: Path) -> None:
         choice = router.strategy.choose(
             RouteInput("r", cands, embedding=(0.0,) * 4, policy=Policy(cost_weight=0.0)),
             emb(i),
-            ModelHealth(1),
+            ModelHealth(1).view(""),
         )
         assert choice.model == model
 
@@ -41,7 +41,7 @@ def test_cost_weight_and_min_quality_policies(tmp_path: Path) -> None:
     router = load_bundle(embedding_bundle(tmp_path / "b"), CAP)
     cands = tuple(Candidate(m) for m in MODELS)
     features = emb(2)  # "large" predicted best (0.99), the others 0.27
-    health = ModelHealth(1)
+    health = ModelHealth(1).view("")
 
     def pick(policy: Policy, c: tuple[Candidate, ...] = cands) -> str:
         req = RouteInput("r", c, embedding=(0.0,) * 4, policy=policy)
@@ -62,7 +62,7 @@ def test_cost_weight_and_min_quality_policies(tmp_path: Path) -> None:
 def test_unknown_candidates_are_not_scored(tmp_path: Path) -> None:
     router = load_bundle(embedding_bundle(tmp_path / "b"), CAP)
     req = RouteInput("r", (Candidate("other"), Candidate("small")), embedding=(0.0,) * 4)
-    choice = router.strategy.choose(req, emb(2), ModelHealth(1))
+    choice = router.strategy.choose(req, emb(2), ModelHealth(1).view(""))
     assert choice.model == "small"
     assert choice.scores[0].quality is None
 

@@ -2,23 +2,10 @@ import numpy as np
 import pytest
 
 from router_service.cache.breaker import BreakerState, CircuitBreaker
-from router_service.cache.codec import (
-    decode_decision,
-    decode_features,
-    encode_decision,
-    encode_features,
-)
-from router_service.cache.keys import decision_key, feature_key, input_digest, text_hash
+from router_service.cache.codec import FEATURES, PREDICTIONS
+from router_service.cache.keys import feature_key, prediction_key, text_digest, vector_digest
 from router_service.cache.lru import LruCache
 from router_service.cache.tiered import TieredCache
-from router_service.engine.types import (
-    Candidate,
-    CandidateScore,
-    Decision,
-    Policy,
-    RouteInput,
-    Source,
-)
 from router_service.metrics import Metrics
 
 
@@ -91,67 +78,64 @@ def test_breaker_opens_after_consecutive_failures_and_probes_after_reset() -> No
     ]
 
 
-def test_decision_codec_round_trip_drops_request_id() -> None:
-    d = Decision(
-        "req-1",
-        "b",
-        (CandidateScore("a", 0.1, 0.7, 2.0), CandidateScore("b", 0.5)),
-        "ml",
-        "v3",
-        Source.MODEL,
-        "best",
-        120,
-    )
-    back = decode_decision(encode_decision(d))
-    assert back.model == "b" and back.router_version == "v3" and back.request_id == ""
-    assert back.scores == d.scores
-    with pytest.raises(ValueError, match=r"serialized decision|names no model"):
-        decode_decision(b"\xff\xff\xff")
+def test_prediction_codec_is_exact_float64_and_read_only() -> None:
+    q = np.array([0.1, 1 / 3, np.nan, -0.0], dtype=np.float64)
+    raw = PREDICTIONS.encode(q)
+    assert len(raw) == 32
+    back = PREDICTIONS.decode(raw)
+    assert back.tobytes() == q.tobytes()  # bit for bit, NaN and -0.0 included
+    assert not back.flags.writeable
+    with pytest.raises(ValueError, match="not float64"):
+        PREDICTIONS.decode(b"\x00" * 12)
 
 
 def test_feature_codec_is_float32_bytes() -> None:
     f = np.arange(6, dtype=np.float32).reshape(1, 6) / 7
-    raw = encode_features(f)
+    raw = FEATURES.encode(f)
     assert len(raw) == 24
-    np.testing.assert_array_equal(decode_features(raw), f)
+    np.testing.assert_array_equal(FEATURES.decode(raw), f)
     with pytest.raises(ValueError, match="not float32"):
-        decode_features(b"abc")
+        FEATURES.decode(b"abc")
 
 
-def _req(prompt: str, cands: tuple[Candidate, ...], weight: float = 0.0) -> RouteInput:
-    return RouteInput("r", cands, prompt=prompt, policy=Policy(cost_weight=weight))
+def test_keys_hash_every_input_of_the_entry_and_nothing_else() -> None:
+    digest = text_digest("What is 2+2?")
+    base = prediction_key("sha1" * 16, "", digest)
+    assert base == prediction_key("sha1" * 16, "", text_digest("What is 2+2?"))
+    assert base.startswith("riq:p:") and "2+2" not in base
+    assert base != prediction_key("sha2" * 16, "", digest)  # another bundle
+    assert base != prediction_key("sha1" * 16, "acme", digest)  # another tenant
+    assert base != prediction_key("sha1" * 16, "", text_digest("What  is 2+2?"))  # exact text
+    assert base != feature_key("sha1" * 16, "", digest)  # kinds never collide
+    assert vector_digest([0.1, 0.2]) != vector_digest([0.1, 0.2000001])  # exact, not rounded
+    assert vector_digest([0.1]) == vector_digest([np.float32(0.1)])  # the float32 the model sees
 
 
-def test_keys_hash_everything_that_changes_the_answer() -> None:
-    ab = (Candidate("a", 1.0, 2.0), Candidate("b"))
-    base = decision_key("sha1" * 16, _req("What is 2+2?", ab))
-    assert base == decision_key("sha1" * 16, _req("What  is 2+2? ", ab[::-1]))
-    assert base != decision_key("sha2" * 16, _req("What is 2+2?", ab))
-    assert base != decision_key("sha1" * 16, _req("What is 2+2?", ab, weight=0.5))
-    assert base != decision_key(
-        "sha1" * 16, _req("What is 2+2?", (Candidate("a", 1.0, 3.0), Candidate("b")))
-    )
-    assert base != decision_key("sha1" * 16, _req("What is 3+3?", ab))
-    assert "2+2" not in base
-    fk = feature_key("f" * 64, _req("What is 2+2?", ab))
-    assert fk.endswith(text_hash("What is 2+2?")) and "What" not in fk
-    digest = input_digest(_req("What  is 2+2?", ab))
-    assert decision_key("sha1" * 16, _req("x", ab), digest) == base  # the shared hash is used
-    assert feature_key("f" * 64, _req("x", ab), digest) == fk
+def test_keys_are_unambiguous_where_joined_text_would_collide() -> None:
+    """Fields are length-prefixed: moving bytes from one field to the next changes the key."""
+    d = text_digest("x")
+    assert feature_key("ab", "c", d) != feature_key("a", "bc", d)
+    assert feature_key("a\x1ft", "", d) != feature_key("a", "\x1ft", d)
+    assert prediction_key("s", "tenant\x00", d) != prediction_key("s", "tenant", d)
+
+
+def test_text_digest_takes_lone_surrogates() -> None:
+    assert text_digest("a\ud800b") != text_digest("a\ufffdb")
 
 
 async def test_lru_tier_keeps_values_decoded_and_charges_their_encoded_size() -> None:
-    cache = TieredCache(LruCache(100, 10_000), None, Metrics(), decision_ttl_s=60, feature_ttl_s=60)
-    d = Decision("r", "b", (CandidateScore("b", 0.5),), "ml", "v", Source.MODEL, "why", 9)
-    kept = cache.put_decision("riq:d:k", d)
-    assert kept == d and kept.encoded == encode_decision(d)
-    hit = await cache.get_decision("riq:d:k")
-    assert hit == d and hit is not None and hit.encoded == encode_decision(d)
-    assert await cache.get_decision("riq:d:k") is hit  # a hit parses nothing
-    assert cache.lru.nbytes == len("riq:d:k") + len(encode_decision(d))
+    cache = TieredCache(
+        LruCache(100, 10_000), None, Metrics(), ttl_s={"prediction": 60, "features": 60}
+    )
+    q = np.array([0.5, 0.25], dtype=np.float64)
+    cache.put("riq:p:k", q, PREDICTIONS)
+    q[0] = 9.0  # the caller's array is not the cached one
+    hit = await cache.get("riq:p:k", PREDICTIONS)
+    assert hit is not None and hit.tolist() == [0.5, 0.25]
+    assert await cache.get("riq:p:k", PREDICTIONS) is hit  # a hit parses nothing
+    assert cache.lru.nbytes == len("riq:p:k") + 16
     row = np.ones((1, 4), dtype=np.float32)
-    cache.put_features("riq:f:k", row)
-    row[0, 0] = 9.0  # the caller's array is not the cached one
-    cached = await cache.get_features("riq:f:k")
+    cache.put("riq:f:k", row, FEATURES)
+    cached = await cache.get("riq:f:k", FEATURES)
     assert cached is not None and cached.tolist() == [[1.0, 1.0, 1.0, 1.0]]
-    assert cache.lru.nbytes == len("riq:d:k") + len(encode_decision(d)) + len("riq:f:k") + 16
+    assert cache.lru.nbytes == len("riq:p:k") + 16 + len("riq:f:k") + 16

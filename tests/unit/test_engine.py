@@ -120,13 +120,15 @@ async def test_failed_outcome_benches_model_for_fallback() -> None:
     engine.record_outcome(Outcome("r1", "a", None, 10.0, 0.0, True, "fb", {}))
     assert (await engine.route(req())).model == "b"
     engine.record_outcome(Outcome("r2", "a", 1.0, 10.0, 0.0, False, "fb", {}))
-    assert (await engine.route(req())).model == "a"
+    assert (await engine.route(req())).model == "b"  # a success does not lift a bench early
 
 
 class _ConstFeaturizer:
     name = "const"
     sha256 = "f" * 64
     dim = 2
+    batch_invariant = True
+    input_kind = "text"
 
     def __init__(self) -> None:
         self.calls = 0
@@ -139,6 +141,7 @@ class _ConstFeaturizer:
 class _NeedsFeatures:
     kind = "learned-test"
     needs_features = True
+    blocking = False
 
     def choose(self, request: RouteInput, features: object, health: object) -> object:
         from router_service.engine.types import Choice

@@ -311,3 +311,28 @@ def test_check_refuses_routes_that_could_never_decide(
     with pytest.raises(ConfigError, match=message):
         servicer_for(settings(routes=[route])).check()
     servicer_for(settings()).check()
+
+
+# -- lone surrogates ------------------------------------------------------------------------
+LONE = b'"\\ud800"'  # a JSON string escape that no UTF-8 text can hold
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"model":"auto","user":' + LONE + b',"messages":[{"role":"user","content":"hard"}]}',
+        b'{"model":"auto","messages":[{"role":"user","content":"hard \\ud800 one"}]}',
+    ],
+)
+async def test_lone_surrogates_are_routed_without_errors(
+    settings: Callable[..., Settings], caplog: pytest.LogCaptureFixture, raw: bytes
+) -> None:
+    """Reproduction 7: in ``user`` the stream failed with UNKNOWN (UnicodeEncodeError while
+    writing the body back); in message content the key hashing raised and logged a traceback
+    on every such request, which then went through unrouted."""
+    caplog.set_level(logging.INFO)
+    replies = await exchange(servicer_for(settings()), headers("/v1/chat/completions"), body(raw))
+    assert set_headers(replies[1])["x-routeiq-model"] == "big"
+    rewritten = replies[1].request_body.response.body_mutation.body
+    assert json.loads(rewritten) == {**json.loads(raw), "model": "big"}  # says the same
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING or r.exc_info]

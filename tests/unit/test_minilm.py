@@ -163,6 +163,23 @@ def test_single_text_is_unit_norm(fp32: MiniLMFeaturizer) -> None:
     assert abs(float(np.linalg.norm(out[0])) - 1.0) < 1e-5
 
 
+def test_identity_covers_the_graph_the_tokenizer_and_max_length(
+    fp32: MiniLMFeaturizer, fp32_path: Path, weights_dir: Path, tmp_path: Path
+) -> None:
+    """Bundles that share an encoder but not its truncation or tokenizer must not share
+    feature-cache entries: the featurizer's ``sha256`` (its cache identity) tells them apart."""
+    tokenizer = minilm.tokenizer_path(weights_dir)
+    graph_sha = hashlib.sha256(fp32_path.read_bytes()).hexdigest()
+    same = MiniLMFeaturizer(fp32_path, tokenizer, sha256=graph_sha)
+    shorter = MiniLMFeaturizer(fp32_path, tokenizer, max_length=32)
+    edited = tmp_path / "tokenizer.json"
+    edited.write_text(tokenizer.read_text().replace('"[UNK]"', '"[UNKNOWN]"', 1))
+    other_tokenizer = MiniLMFeaturizer(fp32_path, edited)
+    assert same.sha256 == fp32.sha256 != graph_sha
+    assert shorter.sha256 != fp32.sha256
+    assert other_tokenizer.sha256 != fp32.sha256
+
+
 def test_truncates_at_max_length(fp32: MiniLMFeaturizer) -> None:
     out = fp32.featurize([VERY_LONG, VERY_LONG + " and a tail that falls beyond the cut"])
     assert np.abs(out[0] - out[1]).max() <= 1e-6
@@ -172,7 +189,7 @@ def test_featurizer_contract(fp32: MiniLMFeaturizer, fp32_path: Path) -> None:
     assert isinstance(fp32, Featurizer)
     assert fp32.name == "minilm"
     assert fp32.dim == 384
-    assert fp32.sha256 == hashlib.sha256(fp32_path.read_bytes()).hexdigest()
+    assert (fp32.input_kind, fp32.batch_invariant) == ("text", True)
     assert fp32.featurize([]).shape == (0, 384)
     with pytest.raises(TypeError):
         fp32.featurize("a bare string")

@@ -47,8 +47,8 @@ def test_fallback_takes_first_healthy_in_configured_order() -> None:
     fb = Fallback(order=["c", "a"])
     assert fb.choose(req(A, B, C), None, healthy).model == "c"
     health = ModelHealth(cooldown_s=60)
-    health.mark_failed("c")
-    choice = fb.choose(req(A, B, C), None, health)
+    health.mark_failed("", "c")
+    choice = fb.choose(req(A, B, C), None, health.view(""))
     assert choice.model == "a"
     assert "skipped unhealthy" in choice.reason
 
@@ -56,8 +56,8 @@ def test_fallback_takes_first_healthy_in_configured_order() -> None:
 def test_fallback_with_nothing_healthy_still_answers() -> None:
     health = ModelHealth(cooldown_s=60)
     for name in "ab":
-        health.mark_failed(name)
-    choice = Fallback().choose(req(A, B), None, health)
+        health.mark_failed("", name)
+    choice = Fallback().choose(req(A, B), None, health.view(""))
     assert choice.model == "a"
     assert "no healthy candidate" in choice.reason
 
@@ -65,10 +65,34 @@ def test_fallback_with_nothing_healthy_still_answers() -> None:
 def test_model_health_recovers_after_cooldown() -> None:
     now = [100.0]
     health = ModelHealth(cooldown_s=5, clock=lambda: now[0])
-    health.mark_failed("a")
-    assert not health("a")
+    health.mark_failed("", "a")
+    assert not health.view("")("a")
     now[0] += 5.1
-    assert health("a")
+    assert health.view("")("a")
+
+
+def test_model_health_is_scoped_by_tenant() -> None:
+    health = ModelHealth(cooldown_s=60)
+    health.mark_failed("acme", "a")
+    assert not health.healthy("acme", "a")
+    assert health.healthy("", "a") and health.healthy("globex", "a")
+    assert health.view("globex")("a") and not health.view("acme")("a")
+
+
+def test_model_health_expires_on_a_schedule_and_is_bounded() -> None:
+    """Benched names are swept once expired even if nobody looks them up, and never more
+    than ``max_entries`` are kept (the ones closest to expiry go first)."""
+    now = [0.0]
+    health = ModelHealth(cooldown_s=10, max_entries=3, clock=lambda: now[0])
+    for i in range(5):
+        now[0] += 1
+        health.mark_failed("", f"m{i}")
+    assert len(health) == 3
+    assert health.healthy("", "m0") and health.healthy("", "m1")  # dropped as the oldest
+    assert not health.healthy("", "m4")
+    now[0] += 10.5  # m2..m4 have expired
+    health.mark_failed("t", "fresh")
+    assert len(health) == 1
 
 
 def test_cheapest_uses_mean_price_and_ranks_unknown_last() -> None:

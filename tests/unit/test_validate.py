@@ -70,6 +70,12 @@ def test_messages_never_echo_prompt_text() -> None:
         ({"quality": 2.0}, "quality is 2.0"),
         ({"latency_ms": -1.0}, "latency_ms is -1.0"),
         ({"cost_usd": math.inf}, "cost_usd is inf"),
+        # every field is bounded: a 100,000-character model name was once accepted
+        ({"model": "m" * 100_000}, "model is over the limit of 256 characters"),
+        ({"request_id": "r" * 257}, "request_id is over the limit of 256"),
+        ({"router": "x" * 257}, "router is over the limit of 256"),
+        ({"labels": {f"k{i}": "v" for i in range(33)}}, "33 labels, over the limit of 32"),
+        ({"labels": {"tenant": "t" * 257}}, "label 'tenant' is over the limit of 256"),
     ],
 )
 def test_bad_outcome_is_rejected(kw: dict[str, object], message: str) -> None:
@@ -85,4 +91,4 @@ def test_bad_outcome_is_rejected(kw: dict[str, object], message: str) -> None:
     }
     base.update(kw)
     with pytest.raises(InvalidRequest, match=message):
-        validate_outcome(Outcome(**base))  # type: ignore[arg-type]
+        validate_outcome(Outcome(**base), LimitsSettings())  # type: ignore[arg-type]

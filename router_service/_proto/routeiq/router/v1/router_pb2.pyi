@@ -33,7 +33,9 @@ class _SourceEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Source.ValueTy
     MODEL: _Source.ValueType  # 1
     """A learned router scored the candidates."""
     CACHE: _Source.ValueType  # 2
-    """A cached decision for the same router version, policy, candidates and prompt."""
+    """The router's prediction for this exact input (same bundle, same tenant) came from the cache;
+    policy, candidates and model health were applied to this request as for a fresh one.
+    """
     STATIC: _Source.ValueType  # 3
     """A static strategy that needs no model."""
     FALLBACK: _Source.ValueType  # 4
@@ -46,7 +48,9 @@ SOURCE_UNSPECIFIED: Source.ValueType  # 0
 MODEL: Source.ValueType  # 1
 """A learned router scored the candidates."""
 CACHE: Source.ValueType  # 2
-"""A cached decision for the same router version, policy, candidates and prompt."""
+"""The router's prediction for this exact input (same bundle, same tenant) came from the cache;
+policy, candidates and model health were applied to this request as for a fresh one.
+"""
 STATIC: Source.ValueType  # 3
 """A static strategy that needs no model."""
 FALLBACK: Source.ValueType  # 4
@@ -244,7 +248,9 @@ class RouteRequest(_message.Message):
     def policy(self) -> Global___Policy: ...
     @_builtins.property
     def labels(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
-        """Free-form labels (tenant, …). Never put prompt text here."""
+        """Free-form labels (tenant, …). Never put prompt text here. "tenant" scopes the cache and
+        model health: requests of different tenants never share cache entries.
+        """
 
     def __init__(
         self,
@@ -510,10 +516,14 @@ class ReportOutcomeRequest(_message.Message):
     cost_usd: _builtins.float
     """Cost of the model call, USD."""
     failed: _builtins.bool
-    """True when the model call failed; the fallback strategy skips the model for a while."""
+    """True when the model call failed: strategies skip the model for `health.failure_cooldown_s`,
+    for requests of the same tenant (labels["tenant"]) only. A success does not lift it early.
+    """
     router: _builtins.str
     @_builtins.property
-    def labels(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
+    def labels(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """Free-form labels; "tenant" scopes the report's effect on model health."""
+
     def __init__(
         self,
         *,
