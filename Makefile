@@ -7,7 +7,7 @@ TOOLS := .tools/bin
 GRPCURL_VERSION := v1.9.4
 HOST ?= 127.0.0.1
 PORT ?= 50051
-DATA ?= ../shared/data
+DATA ?= converters/data
 BUNDLE := var/bundles/default
 DEFAULT_ROUTER ?= knn
 DEFAULT_FEATURIZER ?= tfidf
@@ -25,18 +25,10 @@ $(VENV)/.installed: requirements/lock.txt requirements/models.txt requirements/e
 
 install: $(VENV)/.installed ## create .venv and install the locked dependencies
 
+# The default router: KNN over TF-IDF, trained on the LLMRouter data shipped in converters/data.
 $(BUNDLE)/manifest.json: | $(VENV)/.installed
-	@if [ -d "$(DATA)/llmrouter/dcrouter_preprocessed" ]; then \
-		echo "building the default bundle from $(DATA)/llmrouter"; \
-		$(VENV)/bin/routeiq-bundle train --data $(DATA)/llmrouter --format llmrouter \
-			--router $(DEFAULT_ROUTER) --featurizer $(DEFAULT_FEATURIZER) --out $(BUNDLE); \
-	else \
-		echo "no routing data at $(DATA): building the default bundle from generated data"; \
-		$(PY) -c "from pathlib import Path; from converters.synthetic import write_synthetic; \
-			write_synthetic(Path('var/data/synthetic.csv'))"; \
-		$(VENV)/bin/routeiq-bundle train --data var/data/synthetic.csv --format wide \
-			--router $(DEFAULT_ROUTER) --featurizer $(DEFAULT_FEATURIZER) --out $(BUNDLE); \
-	fi
+	$(VENV)/bin/routeiq-bundle train --data $(DATA)/llmrouter --format llmrouter \
+		--router $(DEFAULT_ROUTER) --featurizer $(DEFAULT_FEATURIZER) --out $(BUNDLE)
 
 bundle: $(BUNDLE)/manifest.json ## build the default router bundle (once)
 
@@ -63,8 +55,8 @@ edge: install $(BUNDLE)/manifest.json ## service + LiteLLM proxy with the plug-i
 	$(PY) -m edge.litellm.launch --host $(HOST) --service-port $(PORT) --proxy-port $(EDGE_PORT) \
 		-- --bundle $(BUNDLE)
 
-edge-envoy: install $(TOOLS)/envoy ## local Envoy edge + service + demo upstreams
-	PATH="$(CURDIR)/$(TOOLS):$$PATH" $(PY) edge/envoy/launch.py --demo
+edge-envoy: install $(TOOLS)/envoy $(BUNDLE)/manifest.json ## Envoy edge + service + demo upstreams
+	PATH="$(CURDIR)/$(TOOLS):$$PATH" $(PY) -m edge.envoy.launch --demo --bundle $(BUNDLE)
 
 proto: install ## regenerate the gRPC stubs from proto/
 	$(PY) scripts/gen_proto.py

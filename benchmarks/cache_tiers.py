@@ -26,6 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from benchmarks.procs import RedisProc  # noqa: E402
+from converters.datasets import SHIPPED_DATA  # noqa: E402
 from router_service.bundles.base import RouterTable  # noqa: E402
 from router_service.bundles.loader import load_bundle  # noqa: E402
 from router_service.config import LimitsSettings, load_settings  # noqa: E402
@@ -49,10 +50,8 @@ def _engine(bundle: Path, redis_url: str | None, lru_entries: int) -> tuple[Deci
 
 
 def _prompts(n: int) -> list[str]:
-    data = REPO.parent / "shared" / "data" / "llmrouter" / "dcrouter_preprocessed" / "test.json"
-    if data.is_file():
-        return [row["question"] for row in json.loads(data.read_text())][:n]
-    return [f"Question number {i}: what is {i} squared?" for i in range(n)]
+    data = SHIPPED_DATA / "llmrouter" / "dcrouter_preprocessed" / "test.json"
+    return [row["question"] for row in json.loads(data.read_text())][:n]
 
 
 async def _time(

@@ -61,7 +61,7 @@ BODY = json.dumps(
 
 _UPSTREAM = """
 import time
-from tests.support.fake_upstream import FakeUpstream
+from edge.devtools.fake_upstream import FakeUpstream
 upstream = FakeUpstream("bench")
 # The fake writes an answer's headers and body in two sends; with Nagle on, the body waits for
 # the peer's delayed ACK (~40 ms). TCP_NODELAY, as every real server sets it.

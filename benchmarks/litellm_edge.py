@@ -30,7 +30,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests.support.fake_upstream import FakeUpstream  # noqa: E402
+from edge.devtools.fake_upstream import FakeUpstream  # noqa: E402
 from tests.support.litellm_proxy import LiteLLMProxy, deployment, proxy_config  # noqa: E402
 from tests.support.procs import ServiceProcess  # noqa: E402
 

@@ -14,7 +14,7 @@ import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
-from router_service.processes import free_port, port_is_free, stop_process, wait_serving
+from edge.devtools.processes import free_port, port_is_free, stop_process, wait_serving
 
 __all__ = [
     "REPO",

@@ -25,11 +25,11 @@ if __package__ in (None, ""):
 from benchmarks.bundles import ensure_keyed
 from benchmarks.ghz import Load, run_ghz
 from benchmarks.harness import Workloads, serve_scenario
-from benchmarks.procs import REPO
 from benchmarks.scenarios import FULL, Scenario
 from benchmarks.workload import load_prompts
+from converters.datasets import SHIPPED_DATA
 
-DATA = REPO.parent / "shared" / "data"
+DATA = SHIPPED_DATA
 
 
 def top_frames(collapsed: Path, n: int) -> tuple[list[tuple[str, float]], list[tuple[str, float]]]:

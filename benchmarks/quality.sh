@@ -2,10 +2,10 @@
 # Routing-quality report: trains the reference bundles (once) and evaluates them on the held-out
 # test rows, writing JSON reports and cost-quality plots to benchmarks/results/quality/.
 # The MiniLM bundles featurize ~14k MMLU prompts: allow about half an hour on one core.
-#   benchmarks/quality.sh [DATA_DIR]      (default ../shared/data)
+#   benchmarks/quality.sh [DATA_DIR]      (default converters/data, shipped with the project)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-DATA="${1:-../shared/data}"
+DATA="${1:-converters/data}"
 OUT=benchmarks/results/quality
 CACHE=benchmarks/.cache/quality
 BIN=.venv/bin

@@ -36,8 +36,9 @@ from benchmarks.plots import write_plots
 from benchmarks.procs import REPO
 from benchmarks.scenarios import FULL, SMOKE, Scenario
 from benchmarks.workload import load_prompts
+from converters.datasets import SHIPPED_DATA
 
-DATA = REPO.parent / "shared" / "data"
+DATA = SHIPPED_DATA
 
 
 def _log(msg: str) -> None:

@@ -21,9 +21,11 @@ from router_service.bundles.manifest import FeaturizerSpec, FileEntry, Manifest
 __all__ = ["new_version", "write_bundle"]
 
 
-def new_version() -> str:
-    """A sortable version string: UTC time of creation."""
-    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+def new_version(after: str = "") -> str:
+    """A sortable version string: UTC time of creation, made to sort after ``after`` (the
+    version it replaces) even when both are made within the same second."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    return stamp if stamp > after else f"{after}.1"
 
 
 def write_bundle(

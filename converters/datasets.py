@@ -36,6 +36,7 @@ __all__ = [
     "ROUTELLM_PRICES",
     "ROUTELLM_STRONG",
     "ROUTELLM_WEAK",
+    "SHIPPED_DATA",
     "RoutingDataset",
     "hash_split",
     "load",
@@ -46,6 +47,10 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+SHIPPED_DATA = Path(__file__).resolve().parent / "data"
+"""The routing datasets shipped with the project: ``llmrouter/`` and ``routellm/`` (see its
+README for their sources and licences)."""
 
 FloatArray = npt.NDArray[np.float32]
 StrArray = npt.NDArray[np.str_]

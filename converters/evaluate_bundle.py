@@ -112,7 +112,7 @@ def calibrate_bundle(
         cost_unit=manifest.cost_unit,
         featurizer=manifest.featurizer,
         files=files,
-        version=new_version(),
+        version=new_version(after=manifest.version),
         default_cost_weight=lam,
         calibration=table,
         provenance=provenance,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from google.protobuf import json_format
 from router_service.client import RouterClient, parse_candidates
 from router_service.config import load_settings
 from router_service.errors import BundleError, ConfigError
+from router_service.proto import pb
 from router_service.runner import run
 
 __all__ = ["main"]
@@ -38,7 +40,12 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _print(message: Any, as_json: bool) -> None:
+    """The message as JSON. A candidate the router could not score (score -inf) prints
+    ``"score": null`` rather than protobuf's ``"-Infinity"`` string, which is not a number."""
     data = json_format.MessageToDict(message, preserving_proto_field_name=True)
+    for score in data.get("scores", []):
+        if isinstance(score.get("score"), str):
+            score["score"] = None
     print(json.dumps(data, indent=None if as_json else 2))
 
 
@@ -63,8 +70,9 @@ def _route(args: argparse.Namespace) -> int:
     if args.json:
         _print(answer, True)
     else:
+        source = pb.Source.Name(answer.source)
         print(
-            f"{answer.model}  (router {answer.router}@{answer.router_version}, "
+            f"{answer.model}  ({source}: router {answer.router}@{answer.router_version}, "
             f"{answer.reason}, {answer.latency_us} µs)"
         )
     return 0
@@ -101,7 +109,11 @@ def _parser() -> argparse.ArgumentParser:
         ("routers", _routers, "list the routers the service has loaded"),
     ):
         cmd = sub.add_parser(name, help=helptext)
-        cmd.add_argument("--target", default="127.0.0.1:50051", help="service address")
+        cmd.add_argument(
+            "--target",
+            default=os.environ.get("ROUTEIQ_TARGET", "127.0.0.1:50051"),
+            help="service address (default $ROUTEIQ_TARGET, else 127.0.0.1:50051)",
+        )
         cmd.add_argument("--timeout", type=float, default=5.0, help="deadline in seconds")
         cmd.add_argument("--json", action="store_true", help="print the answer as JSON")
         cmd.set_defaults(func=func)
@@ -113,7 +125,9 @@ def _parser() -> argparse.ArgumentParser:
                 help="comma-separated NAME or NAME:INPUT_PRICE:OUTPUT_PRICE",
             )
             cmd.add_argument("--router", default="", help="router name (default: the default)")
-            cmd.add_argument("--cost-weight", type=float, default=0.0)
+            cmd.add_argument(
+                "--cost-weight", type=float, help="λ (default: the router's calibrated one)"
+            )
             cmd.add_argument("--request-id", default="")
     return parser
 

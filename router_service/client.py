@@ -40,9 +40,10 @@ class RouterClient:
         prompt: str,
         candidates: Sequence[pb.Candidate],
         router: str = "",
-        cost_weight: float = 0.0,
+        cost_weight: float | None = None,
         request_id: str = "",
     ) -> pb.RouteResponse:
+        """``cost_weight=None`` leaves λ unset: the router's calibrated default applies."""
         request = pb.RouteRequest(
             request_id=request_id,
             prompt=prompt,

@@ -71,3 +71,18 @@ def redis_cluster() -> Any:
     cluster = RedisCluster()
     yield cluster
     cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def default_bundle() -> Path:
+    """The default learned router exactly as `make run` builds it (`make bundle`: KNN over
+    TF-IDF on the LLMRouter data shipped in converters/data; ~10 s the first time)."""
+    import subprocess
+
+    from tests.support.procs import REPO
+
+    made = subprocess.run(
+        ["make", "bundle"], check=False, cwd=REPO, capture_output=True, text=True, timeout=900
+    )
+    assert made.returncode == 0, made.stdout + made.stderr
+    return REPO / "var" / "bundles" / "default"

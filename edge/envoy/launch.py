@@ -1,12 +1,15 @@
 """Run the local Envoy edge: the RouteIQ Router service and Envoy together, in one command.
 
-    python edge/envoy/launch.py --demo          # with three fake upstreams, nothing else needed
-    python edge/envoy/launch.py --upstream-a 127.0.0.1:8001 --upstream-b ... --upstream-c ...
+    python -m edge.envoy.launch --demo --bundle var/bundles/default   # fake upstreams
+    python -m edge.envoy.launch --upstream-a 127.0.0.1:8001 --upstream-b ... --upstream-c ...
 
 The service runs ``routeiq-router serve --config edge/envoy/routeiq.yaml`` (ext_proc on its gRPC
-port); Envoy runs ``edge/envoy/envoy.yaml`` rendered with the ports below and writes its JSON
-access log to stdout. Upstream A serves ``--model-a``, B serves ``--model-b``, C is the default
-route (requests the service did not route). Ctrl-C (or SIGTERM) stops both; if either exits,
+port) with the ``--bundle`` directories given; Envoy runs ``edge/envoy/envoy.yaml`` rendered
+with the ports below and writes its JSON access log to stdout. Upstream A serves ``--model-a``,
+B serves ``--model-b``, C is the default route (requests the service did not route). The
+defaults name two models the default learned router knows (trained on the LLMRouter data), so
+the demo's ``auto`` route is decided by that router: the deployments behind A and B stand for
+those models. Ctrl-C (or SIGTERM) stops both; if either exits,
 the other is stopped and the exit code is passed on. Envoy is ``--envoy``, else
 ``.tools/bin/envoy`` (``make tools``), else ``envoy`` on PATH.
 """
@@ -14,7 +17,6 @@ the other is stopped and the exit code is passed on. Envoy is ``--envoy``, else
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import shutil
 import signal
@@ -25,9 +27,9 @@ import tempfile
 import time
 from pathlib import Path
 from types import FrameType
-from typing import Any
 
-from router_service.processes import stop_process, wait_serving
+from edge.devtools.fake_upstream import FakeUpstream
+from edge.devtools.processes import stop_process, wait_serving
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -48,11 +50,9 @@ def _host_port(value: str) -> tuple[str, int]:
 
 
 def _demo_upstreams() -> list[tuple[str, int]]:
-    """Three fake OpenAI-compatible upstreams (the test suite's), in this process."""
-    sys.path.insert(0, str(REPO))
-    fake = importlib.import_module("tests.support.fake_upstream")
-    upstreams: list[Any] = [fake.FakeUpstream(name) for name in ("a", "b", "c")]
-    return [("127.0.0.1", int(u.port)) for u in upstreams]
+    """Three fake OpenAI-compatible upstreams, in this process, that say who they are."""
+    upstreams = [FakeUpstream(name) for name in ("a", "b", "c")]
+    return [("127.0.0.1", u.port) for u in upstreams]
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -65,8 +65,15 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", type=Path, default=HERE / "routeiq.yaml", help="service config")
     parser.add_argument("--template", type=Path, default=HERE / "envoy.yaml", help="Envoy template")
     parser.add_argument("--envoy", help="Envoy binary")
-    parser.add_argument("--model-a", default="gpt-big", help="model served by upstream A")
-    parser.add_argument("--model-b", default="small-fast", help="model served by upstream B")
+    parser.add_argument(
+        "--model-a", default="llama-3.1-nemotron-51b-instruct", help="model served by upstream A"
+    )
+    parser.add_argument(
+        "--model-b", default="qwen2.5-7b-instruct", help="model served by upstream B"
+    )
+    parser.add_argument(
+        "--bundle", type=Path, action="append", default=[], help="router bundle to serve"
+    )
     for letter, port in (("a", 8001), ("b", 8002), ("c", 8003)):
         parser.add_argument(
             f"--upstream-{letter}",
@@ -95,12 +102,25 @@ def main(argv: list[str] | None = None) -> int:
     for letter, (host, port) in zip("ABC", upstreams, strict=True):
         values[f"UPSTREAM_{letter}_HOST"] = host
         values[f"UPSTREAM_{letter}_PORT"] = port
-    config = Path(tempfile.mkdtemp(prefix="routeiq-edge-")) / "envoy.yaml"
-    config.write_text(string.Template(args.template.read_text()).substitute(values))
+    workdir = Path(tempfile.mkdtemp(prefix="routeiq-edge-"))
+    try:
+        return _run(args, envoy, upstreams, values, workdir / "envoy.yaml")
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
 
+
+def _run(
+    args: argparse.Namespace,
+    envoy: str,
+    upstreams: list[tuple[str, int]],
+    values: dict[str, object],
+    config: Path,
+) -> int:
+    config.write_text(string.Template(args.template.read_text()).substitute(values))
+    bundles = [arg for path in args.bundle for arg in ("--bundle", str(path))]
     service = subprocess.Popen(
         [sys.executable, "-m", "router_service", "serve", "--config", str(args.config),
-         "--port", str(args.router_port)],
+         "--port", str(args.router_port), *bundles],
         cwd=REPO,
     )  # fmt: skip
     try:
@@ -113,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         f"launch: edge on http://127.0.0.1:{args.listen_port}/v1 (admin :{args.admin_port}), "
         f"router service on :{args.router_port}, upstreams "
         + ", ".join(f"{h}:{p}" for h, p in upstreams)
-        + f"; Envoy config {config}. Ctrl-C stops.",
+        + ". Ctrl-C stops.",
         flush=True,
     )
 

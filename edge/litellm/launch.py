@@ -28,7 +28,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
 
-from router_service.processes import is_serving, stop_process
+from edge.devtools.processes import is_serving, stop_process
 
 __all__ = ["main"]
 

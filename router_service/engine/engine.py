@@ -216,16 +216,7 @@ class DecisionEngine:
             self._check_choice(req, choice)
         except Exception as exc:  # degrade, never fail, once the input is valid
             return self._degrade(router, req, exc, health, start)
-        return Decision(
-            request_id=req.request_id,
-            model=choice.model,
-            scores=choice.scores,
-            router=router.name,
-            router_version=router.version,
-            source=source,
-            reason=choice.reason,
-            latency_us=_since(start),
-        )
+        return _decision(router, req, choice, source, reason=choice.reason, start=start)
 
     async def _choose_learned(
         self, router: LoadedRouter, req: RouteInput, health: HealthCheck
@@ -359,16 +350,29 @@ class DecisionEngine:
         why = str(exc) if isinstance(exc, _Degraded | StrategyError) else type(exc).__name__
         self._warn_degraded(router.name, req.request_id, why)
         choice = self._fallback.choose(req, None, health)
-        return Decision(
-            request_id=req.request_id,
-            model=choice.model,
-            scores=choice.scores,
-            router=router.name,
-            router_version=router.version,
-            source=Source.FALLBACK,
-            reason=f"{router.name} failed ({why}); fallback: {choice.reason}",
-            latency_us=_since(start),
-        )
+        reason = f"{router.name} failed ({why}); fallback: {choice.reason}"
+        return _decision(router, req, choice, Source.FALLBACK, reason=reason, start=start)
+
+
+def _decision(
+    router: LoadedRouter,
+    req: RouteInput,
+    choice: Choice,
+    source: Source,
+    *,
+    reason: str,
+    start: int,
+) -> Decision:
+    return Decision(
+        request_id=req.request_id,
+        model=choice.model,
+        scores=choice.scores,
+        router=router.name,
+        router_version=router.version,
+        source=source,
+        reason=reason,
+        latency_us=_since(start),
+    )
 
 
 def _since(start_ns: int) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 __all__ = [
     "TENANT_LABEL",
@@ -40,12 +41,13 @@ class Candidate:
     input_price: float | None = None
     output_price: float | None = None
     unavailable: bool = False
+    price: float | None = field(init=False, compare=False, repr=False)
+    """Mean of the known prices (USD per 1M tokens), ``None`` when neither is known; computed
+    once (offers are reused across requests, and every policy reads it per candidate)."""
 
-    @property
-    def price(self) -> float | None:
-        """Mean of the known prices (USD per 1M tokens), ``None`` when neither is known."""
+    def __post_init__(self) -> None:
         known = [p for p in (self.input_price, self.output_price) if p is not None]
-        return sum(known) / len(known) if known else None
+        object.__setattr__(self, "price", sum(known) / len(known) if known else None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,8 +86,11 @@ class RouteInput:
         return ""
 
 
-@dataclass(frozen=True, slots=True)
-class CandidateScore:
+class CandidateScore(NamedTuple):
+    """One candidate's line of an answer: the value the strategy maximised (higher is better),
+    and the predicted quality and the cost it used, when known. A named tuple: every decision
+    builds one per candidate, and a frozen dataclass costs three times as much to make."""
+
     model: str
     score: float
     quality: float | None = None

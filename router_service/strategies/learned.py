@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -80,51 +81,49 @@ class OnnxQualityRouter:
     def choose_scored(
         self, request: RouteInput, quality: npt.NDArray[np.float64], health: HealthCheck
     ) -> Choice:
-        q: dict[str, float] = {}
-        known: list[Candidate] = []
-        for c in request.candidates:
-            i = self._index.get(c.name)
-            if i is not None and math.isfinite(value := float(quality[i])):
-                q[c.name] = value
-                known.append(c)
-        if not known:
-            raise StrategyError("no candidate is a model this router has a prediction for")
-        pool, ok = usable(known, health)
-        if not ok and usable(request.candidates, health)[1]:
-            raise StrategyError("every candidate this router can score is unavailable")
         weight = request.policy.cost_weight
         lam = self._default_weight if weight is None else weight
-        cost = {c.name: self._cost(c) for c in known}
-        score = {name: q[name] - lam * cost[name] for name in q}
-        chosen, reason = self._pick(
-            pool, q, cost, score, min_quality=request.policy.min_quality, lam=lam
-        )
+        values = quality.tolist()  # one conversion, not one numpy scalar per candidate
+        scored: dict[str, _Scored] = {}
+        for c in request.candidates:
+            i = self._index.get(c.name)
+            if i is not None and math.isfinite(q := values[i]):  # NaN/inf: no prediction
+                cost = self._cost(c)
+                scored[c.name] = _Scored(c, q, cost, q - lam * cost)
+        if not scored:
+            raise StrategyError("no candidate is a model this router has a prediction for")
+        pool = [s for s in scored.values() if not s.cand.unavailable and health(s.cand.name)]
+        note = ""
+        if not pool:
+            if usable(request.candidates, health)[1]:
+                raise StrategyError("every candidate this router can score is unavailable")
+            pool, note = list(scored.values()), " (no healthy candidate)"  # beats no answer
+        chosen, reason = _pick(pool, request.policy.min_quality, lam)
         scores = tuple(
-            CandidateScore(c.name, score[c.name], quality=q[c.name], cost=cost[c.name])
-            if c.name in q
+            CandidateScore(c.name, s.score, s.quality, s.cost)
+            if (s := scored.get(c.name)) is not None
             else CandidateScore(c.name, -math.inf)
             for c in request.candidates
         )
-        return Choice(chosen, scores, reason + ("" if ok else " (no healthy candidate)"))
+        return Choice(chosen, scores, reason + note)
 
-    @staticmethod
-    def _pick(
-        pool: Sequence[Candidate],
-        q: Mapping[str, float],
-        cost: Mapping[str, float],
-        score: Mapping[str, float],
-        *,
-        min_quality: float | None,
-        lam: float,
-    ) -> tuple[str, str]:
-        names = [c.name for c in pool]
-        if min_quality is not None:
-            good = [n for n in names if q[n] >= min_quality]
-            if good:
-                best = min(good, key=lambda n: (cost[n], -q[n]))
-                return best, f"cheapest with predicted quality >= {min_quality:g}"
-            best = max(names, key=lambda n: q[n])
-            return best, f"none predicted >= {min_quality:g}; highest predicted quality"
-        top = max(score[n] for n in names)
-        best = min((n for n in names if score[n] >= top - _TIE), key=lambda n: cost[n])
-        return best, f"best predicted quality - {lam:g} x cost"
+
+class _Scored(NamedTuple):
+    cand: Candidate
+    quality: float
+    cost: float
+    score: float
+
+
+def _pick(pool: Sequence[_Scored], min_quality: float | None, lam: float) -> tuple[str, str]:
+    """The policy over the usable scored candidates: the model and the reason."""
+    if min_quality is not None:
+        good = [s for s in pool if s.quality >= min_quality]
+        if good:
+            best = min(good, key=lambda s: (s.cost, -s.quality))
+            return best.cand.name, f"cheapest with predicted quality >= {min_quality:g}"
+        best = max(pool, key=lambda s: s.quality)
+        return best.cand.name, f"none predicted >= {min_quality:g}; highest predicted quality"
+    top = max(s.score for s in pool)
+    best = min((s for s in pool if s.score >= top - _TIE), key=lambda s: s.cost)
+    return best.cand.name, f"best predicted quality - {lam:g} x cost"

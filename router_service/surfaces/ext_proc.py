@@ -12,7 +12,8 @@ Envoy opens one ``Process`` stream per HTTP request. The contract (see ``edge/en
 - Request body: the first route of ``ext_proc.routes`` whose match fits (``x-routeiq-route``
   gRPC metadata that Envoy sets per virtual host, the ``:path`` prefix, the body's ``model``)
   gives the candidates, router and policy; the engine decides; the answer rewrites the body's
-  ``model``, sets ``x-routeiq-model`` and ``content-length`` and clears the route cache, so
+  ``model``, sets ``x-routeiq-model``, ``x-routeiq-source`` and ``content-length`` and clears
+  the route cache, so
   Envoy's routes send the request to the chosen model's cluster.
 - The header phase is what makes routing work: with ``request_header_mode: SKIP`` Envoy
   forwards the headers upstream at once, so the body's answer can no longer set headers or
@@ -48,11 +49,12 @@ except ImportError as exc:  # say what to install, not just "No module named 'en
 
 from router_service.config import ExtProcRoute, ExtProcSettings
 from router_service.engine.engine import DecisionEngine
-from router_service.engine.types import Candidate, Decision, Policy, RouteInput
+from router_service.engine.types import Candidate, Decision, Policy, RouteInput, Source
 from router_service.errors import ConfigError, InvalidRequest, NotReady
 from router_service.surfaces.ext_proc_body import (
     MODEL_HEADER,
     ROUTE_KEY,
+    SOURCE_HEADER,
     ApiKind,
     MalformedBody,
     ParsedBody,
@@ -256,6 +258,11 @@ def _model_header(model: str) -> Message:
     return _header(MODEL_HEADER, model)
 
 
+@functools.lru_cache(maxsize=8)
+def _source_header(source: Source) -> Message:
+    return _header(SOURCE_HEADER, source.name)
+
+
 def _header(key: str, value: str) -> Message:
     return core.HeaderValueOption(
         header=core.HeaderValue(key=key, raw_value=value.encode()), append_action=_OVERWRITE
@@ -268,6 +275,7 @@ def _routed(parsed: ParsedBody, decision: Decision) -> Message:
         header_mutation=ep.HeaderMutation(
             set_headers=[
                 _model_header(decision.model),
+                _source_header(decision.source),
                 _header("content-length", str(len(body))),
             ]
         ),

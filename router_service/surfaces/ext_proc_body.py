@@ -27,6 +27,7 @@ __all__ = [
     "HEADER_PREFIX",
     "MODEL_HEADER",
     "ROUTE_KEY",
+    "SOURCE_HEADER",
     "ApiKind",
     "MalformedBody",
     "ParsedBody",
@@ -40,6 +41,9 @@ __all__ = [
 HEADER_PREFIX = "x-routeiq-"
 MODEL_HEADER = "x-routeiq-model"
 """Set by the service on the request; Envoy's routes match it to pick the upstream cluster."""
+SOURCE_HEADER = "x-routeiq-source"
+"""Set by the service on the request: where the decision came from (MODEL, CACHE, STATIC,
+FALLBACK); Envoy's config copies it (and the model) onto the response for the client."""
 ROUTE_KEY = "x-routeiq-route"
 """gRPC initial metadata that Envoy's config sets per virtual host to name an ext_proc route."""
 

@@ -23,8 +23,8 @@ from unittest.mock import ANY
 import pytest
 import yaml
 
+from edge.devtools.fake_upstream import FakeUpstream
 from tests.support.envoy import DEPLOY_CONFIG, EnvoyProcess, envoy_binary, render_edge, validate
-from tests.support.fake_upstream import FakeUpstream
 from tests.support.procs import ServiceProcess, free_port
 
 pytestmark = pytest.mark.e2e
@@ -199,6 +199,7 @@ def test_chat_goes_to_the_upstream_the_service_chose(
     assert answer.choices[0].message.content == f"upstream={upstream}"
     assert raw.headers["x-upstream"] == upstream
     assert raw.headers["x-routeiq-model"] == model  # Envoy tells the client which model answered
+    assert raw.headers["x-routeiq-source"] == "STATIC"  # ... and where the decision came from
     name, seen = edge.only_new(before)
     assert name == upstream
     # The upstream got the rewritten model, everything else as sent, and a correct length
@@ -293,7 +294,8 @@ def test_spoofed_routeiq_headers_are_ignored(edge: Edge) -> None:
     headers = {k.lower(): v for k, v in seen["headers"].items()}
     # x-routeiq-debug is not in Envoy's internal_only_headers: only the service removes it.
     assert {k: v for k, v in headers.items() if k.startswith("x-routeiq-")} == {
-        "x-routeiq-model": SMALL
+        "x-routeiq-model": SMALL,
+        "x-routeiq-source": "STATIC",
     }
 
 

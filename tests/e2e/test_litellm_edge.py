@@ -22,8 +22,8 @@ import grpc
 import pytest
 import yaml
 
+from edge.devtools.fake_upstream import FakeUpstream
 from router_service.proto import pb, pb_grpc
-from tests.support.fake_upstream import FakeUpstream
 from tests.support.litellm_proxy import (
     OFFLINE_ENV,
     LiteLLMProxy,

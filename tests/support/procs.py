@@ -11,7 +11,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from router_service.processes import free_port, stop_process, wait_serving
+from edge.devtools.processes import free_port, stop_process, wait_serving
 
 __all__ = ["REPO", "ServiceProcess", "free_port", "stop_process", "tool", "wait_serving"]
 

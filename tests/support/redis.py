@@ -10,7 +10,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from router_service.processes import port_is_free
+from edge.devtools.processes import port_is_free
 from tests.support.procs import stop_process, tool
 
 

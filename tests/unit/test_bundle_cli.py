@@ -171,3 +171,12 @@ def test_convert_skops_estimator_with_parity(bundle: Path, data: Path, tmp_path:
         m.files["featurizer.onnx"]
         == verify_bundle(bundle, 1 << 30).manifest.files["featurizer.onnx"]
     )
+
+
+def test_a_new_version_sorts_after_the_one_it_replaces_even_in_the_same_second() -> None:
+    from converters.bundle import new_version
+
+    assert new_version(after="20000101T000000Z") > "20000101T000000Z"
+    later = "99991231T235959Z"  # a version made in this very second, or later
+    assert new_version(after=later) == f"{later}.1"
+    assert new_version(after=f"{later}.1") > f"{later}.1"

@@ -21,8 +21,7 @@ from converters.datasets import (
     load_wide,
     write_wide,
 )
-
-DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+from converters.datasets import SHIPPED_DATA as DATA
 
 
 def _write_csv(path: Path, header: list[str], rows: list[list[object]]) -> Path:
@@ -277,7 +276,6 @@ def test_load_routellm_bad_values(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- real data
 
 
-@pytest.mark.skipif(not DATA.is_dir(), reason=f"shared data folder {DATA} is absent")
 def test_real_datasets_load_with_the_documented_shape() -> None:
     llm = load(DATA / "llmrouter", "llmrouter")
     train, test = llm.train(), llm.test()

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import itertools
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from converters.datasets import SHIPPED_DATA as DATA
 from converters.evaluate import (
     CurvePoint,
     apgr,
@@ -22,8 +22,6 @@ from converters.evaluate import (
     lambda_for_budget,
     random_apgr,
 )
-
-DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 
 
 def test_choose_utility_prefers_cheaper_on_ties_and_trades_cost() -> None:
@@ -129,7 +127,6 @@ def test_frontier_gain_hand_computed() -> None:
     assert flat.mean_gain == pytest.approx(0.075, abs=1e-5)
 
 
-@pytest.mark.skipif(not DATA.is_dir(), reason=f"shared data folder {DATA} is absent")
 def test_real_baselines_match_the_readme() -> None:
     from converters.datasets import load_llmrouter, load_routellm
 

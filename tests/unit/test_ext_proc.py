@@ -167,6 +167,7 @@ async def test_routed_body_rewrites_model_and_headers(settings: Callable[..., Se
     assert json.loads(new_body) == {**chat(f"a hard one {SECRET}", "big"), "temperature": 0}
     assert set_headers(replies[1]) == {
         "x-routeiq-model": "big",
+        "x-routeiq-source": "STATIC",
         "content-length": str(len(new_body)),
     }
     assert routed.clear_route_cache

@@ -12,6 +12,7 @@ import pytest
 from sklearn.pipeline import Pipeline  # type: ignore[import-untyped]
 from sklearn.preprocessing import StandardScaler  # type: ignore[import-untyped]
 
+from converters.datasets import SHIPPED_DATA as DATA
 from converters.routers import (
     KINDS,
     PICKLE_ENV,
@@ -32,7 +33,6 @@ from converters.tfidf import ort_session
 
 # the tiny synthetic fits stop before sklearn's convergence tolerances; the results are checked
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
-DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 LEARNED = ("knn", "svm", "mlp", "linear", "mf")
 FAST: dict[str, dict[str, Any]] = {
     "knn": {"n_neighbors": 15},
@@ -256,7 +256,6 @@ def test_pickle_needs_an_explicit_opt_in(tmp_path: Path, monkeypatch: pytest.Mon
     assert load_pickle(path) == {"weights": [1, 2, 3]}
 
 
-@pytest.mark.skipif(not DATA.is_dir(), reason=f"shared data folder {DATA} is absent")
 def test_real_llmrouter_routers_beat_random_and_match_onnx() -> None:
     from converters.datasets import load_llmrouter
     from converters.tfidf import TfidfConfig, fit_tfidf

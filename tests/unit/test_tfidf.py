@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper
 
+from converters.datasets import SHIPPED_DATA as DATA
 from converters.tfidf import (
     IR_VERSION,
     LOCALE,
@@ -23,8 +22,6 @@ from converters.tfidf import (
     tfidf_parity,
     tfidf_to_onnx,
 )
-
-DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 
 TRAIN = [
     "What is the capital of France? Paris is the capital.",
@@ -214,7 +211,6 @@ def test_config_is_validated() -> None:
         fit_tfidf(TRAIN, TfidfConfig(ngram_max=3))
 
 
-@pytest.mark.skipif(not DATA.is_dir(), reason=f"shared data folder {DATA} is absent")
 def test_real_queries_parity() -> None:
     from converters.datasets import load_llmrouter
 
