@@ -30,9 +30,9 @@ from converters.datasets import SHIPPED_DATA  # noqa: E402
 from router_service.bundles.base import RouterTable  # noqa: E402
 from router_service.bundles.loader import load_bundle  # noqa: E402
 from router_service.config import LimitsSettings, load_settings  # noqa: E402
+from router_service.domain import Candidate, RouteInput, Source  # noqa: E402
 from router_service.engine.engine import DecisionEngine  # noqa: E402
 from router_service.engine.health import ModelHealth  # noqa: E402
-from router_service.engine.types import Candidate, RouteInput, Source  # noqa: E402
 from router_service.metrics import Metrics  # noqa: E402
 from router_service.server import build_cache  # noqa: E402
 from router_service.strategies.static import Fallback  # noqa: E402

@@ -1,7 +1,7 @@
 """The raw gRPC ceiling: ``routeiq.router.v1.Router`` answering a constant decision.
 
-Built exactly like the service (``router_service.server``): ``grpc.aio`` on uvloop, the same
-channel options (:func:`router_service.server.grpc_options` over the default settings), the same
+Built exactly like the service, by the same code (:func:`router_service.grpc_server.build_server`
+over the default settings): ``grpc.aio`` on uvloop, the same channel options and
 ``maximum_concurrent_rpcs``, the standard health service and reflection. ``Route`` converts the
 request from the wire and answers one precomputed ``RouteResponse`` naming the first candidate
 (so the same ghz call works against both servers); ``RouteBatch`` answers one per request.
@@ -14,18 +14,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import logging
 import signal
 import sys
 from typing import Any
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_health.v1 import health, health_pb2
 
 from router_service.config import ServerSettings
+from router_service.grpc_server import build_server
 from router_service.proto import SERVICE_NAME, pb, pb_grpc
-from router_service.server import grpc_options
 
 log = logging.getLogger("echo_server")
 Ctx = grpc.aio.ServicerContext[Any, Any]
@@ -76,21 +76,9 @@ class EchoRouter(pb_grpc.RouterServicer):
 
 
 async def serve(cfg: ServerSettings) -> None:
-    server = grpc.aio.server(
-        options=grpc_options(cfg), maximum_concurrent_rpcs=cfg.max_concurrent_rpcs
-    )
-    pb_grpc.add_RouterServicer_to_server(EchoRouter(), server)
     health_servicer = health.aio.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    names = (
-        SERVICE_NAME,
-        health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-        reflection.SERVICE_NAME,
-    )
-    reflection.enable_server_reflection(names, server)
-    port = server.add_insecure_port(f"{cfg.host}:{cfg.port}")
-    if port == 0:
-        raise OSError(f"could not bind {cfg.host}:{cfg.port}")
+    echo = functools.partial(pb_grpc.add_RouterServicer_to_server, EchoRouter())
+    server, port = build_server(cfg, [(SERVICE_NAME, echo)], health_servicer, port=cfg.port)
     await server.start()
     for service in ("", SERVICE_NAME):
         await health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)

@@ -58,12 +58,13 @@ def _minilm(
     holdout: Sequence[str], int8: bool, client_side: bool, max_length: int
 ) -> BuiltFeaturizer:
     weights = minilm.find_weights_dir()
-    tmp = Path(tempfile.mkdtemp(prefix="routeiq-minilm-"))
-    fp32 = minilm.build_encoder_onnx(weights, tmp / "encoder.onnx")
-    parity = {"min_cosine_vs_numpy": minilm.parity_check(weights, fp32, list(holdout)[:32])}
-    path = minilm.quantize_int8(fp32, tmp / "encoder-int8.onnx") if int8 else fp32
     tok = minilm.tokenizer_path(weights)
-    runtime = MiniLMFeaturizer(path, tok, max_length=max_length, quantized=int8)
+    with tempfile.TemporaryDirectory(prefix="routeiq-minilm-") as tmp:  # ~90 MB of graphs
+        fp32 = minilm.build_encoder_onnx(weights, Path(tmp) / "encoder.onnx")
+        parity = {"min_cosine_vs_numpy": minilm.parity_check(weights, fp32, list(holdout)[:32])}
+        path = minilm.quantize_int8(fp32, Path(tmp) / "encoder-int8.onnx") if int8 else fp32
+        runtime = MiniLMFeaturizer(path, tok, max_length=max_length, quantized=int8)
+        graph = path.read_bytes()
     if client_side:
         spec = FeaturizerSpec(kind="embedding", dim=runtime.dim)
         return BuiltFeaturizer(spec, {}, runtime.featurize, parity)
@@ -75,7 +76,7 @@ def _minilm(
         max_length=max_length,
         quantized=int8,
     )
-    files = {"featurizer.onnx": path.read_bytes(), "tokenizer.json": tok.read_bytes()}
+    files = {"featurizer.onnx": graph, "tokenizer.json": tok.read_bytes()}
     return BuiltFeaturizer(spec, files, runtime.featurize, parity, batch=1 if int8 else 64)
 
 

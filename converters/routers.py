@@ -790,8 +790,8 @@ def load_pickle(path: str | Path, allow: bool = False) -> object:
     if not (allow or env):
         raise PickleRefusedError(
             f"refusing to unpickle {src}: pickle runs arbitrary code from the file. "
-            f"Convert the model to skops (save_skops) or opt in with allow=True or "
-            f"{PICKLE_ENV}=true if you trust its origin."
+            f"Convert the model to skops, or, if you trust its origin, opt in with "
+            f"--allow-pickle (routeiq-bundle convert) or {PICKLE_ENV}=true."
         )
     logger.warning("unpickling %s (explicitly allowed; pickle can run arbitrary code)", src)
     import pickle  # noqa: TID251 (explicit opt-in only)

@@ -103,6 +103,12 @@ def train_bundle(opts: TrainOptions, step: Step, bar: Bar) -> TrainResult:
     ds = load(opts.data, opts.fmt)
     train, test = ds.train(), ds.test()
     step(f"{ds.name}: {train.n_queries} train / {test.n_queries} test rows, {ds.n_models} models")
+    for split, rows in (("train", train), ("test", test)):
+        if rows.n_queries == 0:
+            raise ValueError(
+                f"{opts.data}: no {split} rows; training needs both splits (a 'split' column "
+                "of train/test, or leave it empty for a hash split of 20 % test)"
+            )
     costs, unit = model_costs(ds)
     cost = np.array([costs[m] for m in ds.models], dtype=np.float64)
     step(f"fit featurizer {opts.featurizer}")

@@ -27,7 +27,7 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
-from router_service.errors import ConfigError
+from router_service.errors import ConfigError, field_problems
 
 __all__ = [
     "CacheSettings",
@@ -329,5 +329,8 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
     try:
         loaded = _FromFile(**overrides)
     except ValidationError as exc:
-        raise ConfigError(f"invalid configuration: {exc}") from None
+        where = f" in {path}" if path is not None else ""
+        raise ConfigError(
+            f"invalid configuration{where}:\n{field_problems(exc.errors())}"
+        ) from None
     return Settings.model_validate(loaded.model_dump())

@@ -20,6 +20,9 @@ never contain prompt text.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+from typing import Any
+
 __all__ = [
     "BundleError",
     "ConfigError",
@@ -29,11 +32,22 @@ __all__ = [
     "RouteIQError",
     "StrategyError",
     "UnknownRouter",
+    "field_problems",
 ]
 
 
 class RouteIQError(Exception):
     """Base class of every error the service raises on purpose."""
+
+
+def field_problems(errors: Iterable[Mapping[str, Any]]) -> str:
+    """Validation errors (pydantic's ``exc.errors()``) as one line per field: ``where: what``.
+    Values are left out: a field may hold a password or a key."""
+    lines = []
+    for error in errors:
+        where = ".".join(str(part) for part in error.get("loc", ())) or "(top level)"
+        lines.append(f"  {where}: {error.get('msg', 'invalid')}")
+    return "\n".join(lines)
 
 
 class InvalidRequest(RouteIQError):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import signal
 from collections.abc import Callable
@@ -21,8 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_health.v1 import health, health_pb2
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
@@ -35,10 +35,11 @@ from router_service.cache.codec import FEATURES, PREDICTIONS
 from router_service.cache.lru import LruCache
 from router_service.cache.redis_tier import RedisTier
 from router_service.cache.tiered import TieredCache
-from router_service.config import RedisSettings, ServerSettings, Settings
+from router_service.config import RedisSettings, Settings
 from router_service.engine.engine import DecisionEngine
 from router_service.engine.health import ModelHealth
 from router_service.errors import ConfigError
+from router_service.grpc_server import Service, build_server
 from router_service.metrics import Metrics
 from router_service.proto import SERVICE_NAME, pb_grpc
 from router_service.strategies.registry import StrategyRegistry
@@ -46,24 +47,9 @@ from router_service.surfaces.ext_proc import EXT_PROC_SERVICE_NAME, ExtProcServi
 from router_service.surfaces.router_api import RouterServicer
 from router_service.telemetry.outcomes import JsonlOutcomeSink
 
-__all__ = ["RouterServer", "build_engine", "grpc_options"]
+__all__ = ["RouterServer", "build_engine"]
 
 log = logging.getLogger(__name__)
-
-
-def grpc_options(server: ServerSettings) -> list[tuple[str, int]]:
-    """Channel arguments for the server. SO_REUSEPORT is on only for several workers, so a
-    single process fails loudly on a port already in use."""
-    return [
-        ("grpc.max_send_message_length", server.max_message_bytes),
-        ("grpc.max_receive_message_length", server.max_message_bytes),
-        ("grpc.keepalive_time_ms", server.keepalive_time_ms),
-        ("grpc.keepalive_timeout_ms", server.keepalive_timeout_ms),
-        ("grpc.keepalive_permit_without_calls", int(server.keepalive_permit_without_calls)),
-        ("grpc.http2.min_recv_ping_interval_without_data_ms", server.min_ping_interval_ms),
-        ("grpc.http2.max_pings_without_data", 0),
-        ("grpc.so_reuseport", int(server.workers > 1)),
-    ]
 
 
 def redis_client(cfg: RedisSettings) -> Redis | RedisCluster:
@@ -187,31 +173,25 @@ class RouterServer:
         self._hurry = asyncio.Event()
 
     async def start(self) -> int:
-        cfg = self.settings.server
-        server = grpc.aio.server(
-            options=grpc_options(cfg), maximum_concurrent_rpcs=cfg.max_concurrent_rpcs
-        )
-        pb_grpc.add_RouterServicer_to_server(RouterServicer(self.engine, self.outcomes), server)
-        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
-        ext = self.settings.ext_proc
+        cfg, ext = self.settings.server, self.settings.ext_proc
+        router = RouterServicer(self.engine, self.outcomes)
+        services: list[Service] = [
+            (SERVICE_NAME, functools.partial(pb_grpc.add_RouterServicer_to_server, router))
+        ]
         ext_proc = ExtProcServicer(self.engine, ext) if ext.enabled else None
-        shared = ext_proc is not None and ext.port is None  # ext_proc on the Router API's port
-        if ext_proc is not None and shared:
-            ext_proc.add_to(server)
-        if cfg.reflection:
-            names = (
-                SERVICE_NAME,
-                *((EXT_PROC_SERVICE_NAME,) if shared else ()),
-                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-                reflection.SERVICE_NAME,
-            )
-            reflection.enable_server_reflection(names, server)
+        if ext_proc is not None and ext.port is None:  # ext_proc on the Router API's port
+            services.append((EXT_PROC_SERVICE_NAME, ext_proc.add_to))
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
-        self.port = server.add_insecure_port(f"{cfg.host}:{cfg.port}")
-        if self.port == 0:
-            raise OSError(f"could not bind {cfg.host}:{cfg.port}")
-        if ext_proc is not None:
-            self.ext_proc_port = self.port if ext.port is None else self._ext_proc_server(ext_proc)
+        server, self.port = build_server(cfg, services, self.health, port=cfg.port)
+        self.ext_proc_port = self.port if ext_proc is not None else None
+        if ext_proc is not None and ext.port is not None:  # a port of its own
+            self._ext_server, self.ext_proc_port = build_server(
+                cfg,
+                [(EXT_PROC_SERVICE_NAME, ext_proc.add_to)],
+                self.health,
+                port=ext.port,
+                option="ext_proc.port",
+            )
         self.outcomes.start()
         if self.cache.redis is not None:
             await self.cache.redis.warm()
@@ -229,27 +209,6 @@ class RouterServer:
             "serving %d router(s) on %s:%d", len(self.engine.table.routers), cfg.host, self.port
         )
         return self.port
-
-    def _ext_proc_server(self, ext_proc: ExtProcServicer) -> int:
-        """A second server for ext_proc alone (``ext_proc.port``), with health and reflection."""
-        cfg, port = self.settings.server, self.settings.ext_proc.port
-        server = grpc.aio.server(
-            options=grpc_options(cfg), maximum_concurrent_rpcs=cfg.max_concurrent_rpcs
-        )
-        ext_proc.add_to(server)
-        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
-        if cfg.reflection:
-            names = (
-                EXT_PROC_SERVICE_NAME,
-                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-                reflection.SERVICE_NAME,
-            )
-            reflection.enable_server_reflection(names, server)
-        bound = server.add_insecure_port(f"{cfg.host}:{port}")
-        if bound == 0:
-            raise OSError(f"could not bind {cfg.host}:{port} (ext_proc.port)")
-        self._ext_server = server
-        return bound
 
     async def _set_health(self, status: health_pb2.HealthCheckResponse.ServingStatus) -> None:
         ext_proc = (EXT_PROC_SERVICE_NAME,) if self.settings.ext_proc.enabled else ()

@@ -59,7 +59,7 @@ from typing import TYPE_CHECKING, Any, Final
 import grpc
 from litellm.integrations.custom_logger import CustomLogger
 
-from edge.litellm.convert import (
+from edge.litellm.deployments import (
     MAX_ID_CHARS,
     as_mapping,
     candidate_name,

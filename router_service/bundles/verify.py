@@ -18,7 +18,7 @@ import onnx
 from pydantic import ValidationError
 
 from router_service.bundles.manifest import Manifest
-from router_service.errors import BundleError
+from router_service.errors import BundleError, field_problems
 
 __all__ = ["ALLOWED_DOMAINS", "ALLOWED_EXTRA_OPS", "VerifiedBundle", "graph_ops", "verify_bundle"]
 
@@ -81,7 +81,11 @@ def _read_manifest(path: Path) -> tuple[Manifest, str]:
         raise BundleError(f"{path}: manifest.json is over {MAX_MANIFEST_BYTES} bytes")
     try:
         manifest = Manifest.model_validate(json.loads(raw))
-    except (ValueError, ValidationError) as exc:
+    except ValidationError as exc:
+        raise BundleError(
+            f"{path}: invalid manifest.json:\n{field_problems(exc.errors())}"
+        ) from None
+    except ValueError as exc:
         raise BundleError(f"{path}: invalid manifest.json: {exc}") from None
     return manifest, hashlib.sha256(raw).hexdigest()
 

@@ -30,9 +30,9 @@ from router_service.cache.base import ArrayCache, NoCache
 from router_service.cache.codec import FEATURES, PREDICTIONS
 from router_service.cache.keys import feature_key, prediction_key, text_digest, vector_digest
 from router_service.config import LimitsSettings
+from router_service.domain import Choice, Decision, Outcome, RouteInput, Source
 from router_service.engine.batcher import InferenceBatcher
 from router_service.engine.health import ModelHealth
-from router_service.engine.types import Choice, Decision, Outcome, RouteInput, Source
 from router_service.engine.validate import validate_route
 from router_service.errors import InvalidRequest, NotReady, StrategyError, UnknownRouter
 from router_service.metrics import Metrics

@@ -6,7 +6,7 @@ import math
 from collections.abc import Mapping
 
 from router_service.config import LimitsSettings
-from router_service.engine.types import Outcome, RouteInput
+from router_service.domain import Outcome, RouteInput
 from router_service.errors import InvalidRequest
 
 __all__ = ["validate_outcome", "validate_route"]

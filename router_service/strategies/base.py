@@ -8,7 +8,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import numpy.typing as npt
 
-from router_service.engine.types import Candidate, CandidateScore, Choice, RouteInput
+from router_service.domain import Candidate, CandidateScore, Choice, RouteInput
 
 __all__ = ["Features", "HealthCheck", "ScoredStrategy", "Strategy", "onehot_scores", "usable"]
 

@@ -22,7 +22,7 @@ import numpy as np
 import numpy.typing as npt
 import onnxruntime as ort
 
-from router_service.engine.types import Candidate, CandidateScore, Choice, RouteInput
+from router_service.domain import Candidate, CandidateScore, Choice, RouteInput
 from router_service.errors import StrategyError
 from router_service.strategies.base import Features, HealthCheck, usable
 

@@ -13,7 +13,7 @@ import random
 from collections.abc import Mapping
 from typing import Any
 
-from router_service.engine.types import CandidateScore, Choice, RouteInput
+from router_service.domain import CandidateScore, Choice, RouteInput
 from router_service.errors import ConfigError
 from router_service.strategies.base import Features, HealthCheck, onehot_scores, usable
 

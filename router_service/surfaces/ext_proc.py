@@ -48,8 +48,8 @@ except ImportError as exc:  # say what to install, not just "No module named 'en
     ) from exc
 
 from router_service.config import ExtProcRoute, ExtProcSettings
+from router_service.domain import Candidate, Decision, Policy, RouteInput, Source
 from router_service.engine.engine import DecisionEngine
-from router_service.engine.types import Candidate, Decision, Policy, RouteInput, Source
 from router_service.errors import ConfigError, InvalidRequest, NotReady
 from router_service.surfaces.ext_proc_body import (
     MODEL_HEADER,

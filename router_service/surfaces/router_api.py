@@ -9,7 +9,7 @@ import grpc
 from router_service.engine.engine import DecisionEngine
 from router_service.engine.validate import validate_outcome
 from router_service.proto import pb, pb_grpc
-from router_service.surfaces.convert import decision_to_pb, outcome_from_pb, route_from_pb
+from router_service.surfaces.codec import decision_to_pb, outcome_from_pb, route_from_pb
 from router_service.surfaces.status import grpc_errors
 from router_service.telemetry.outcomes import OutcomeSink
 

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Protocol
 
-from router_service.engine.types import Outcome
+from router_service.domain import Outcome
 from router_service.errors import Overloaded
 
 __all__ = ["JsonlOutcomeSink", "OutcomeSink"]

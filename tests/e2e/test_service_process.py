@@ -1,9 +1,11 @@
 """The real `routeiq-router serve` process, driven by real clients: grpcurl and our CLI."""
 
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -125,3 +127,36 @@ def test_cli_route_prints_the_decision(service: ServiceProcess) -> None:
     )
     assert bad.returncode == 1
     assert "INVALID_ARGUMENT: unknown router 'ghost'" in bad.stderr
+
+
+def _serve_fails(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "router_service", "serve", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=REPO,
+        env={**os.environ, "ROUTEIQ_SERVER__DRAIN_DELAY_S": "0"},
+    )
+
+
+def test_start_up_errors_say_what_is_wrong_without_a_traceback(
+    service: ServiceProcess, tmp_path: Path
+) -> None:
+    taken = _serve_fails("--port", str(service.port))
+    assert taken.returncode == 2
+    assert f"cannot listen on 127.0.0.1:{service.port} (server.port)" in taken.stderr
+    config = tmp_path / "typo.yaml"
+    config.write_text("server:\n  prot: 5\n")
+    typo = _serve_fails("--config", str(config))
+    assert typo.returncode == 2
+    assert f"invalid configuration in {config}:\n  server.prot: Extra inputs" in typo.stderr
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    (bundle / "manifest.json").write_text("{}")
+    refused = _serve_fails("--port", "0", "--bundle", str(bundle))
+    assert refused.returncode == 2
+    assert "invalid manifest.json:\n  name: Field required" in refused.stderr
+    for out in (taken, typo, refused):
+        assert "Traceback" not in out.stderr and "_FromFile" not in out.stderr, out.stderr

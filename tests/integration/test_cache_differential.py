@@ -15,9 +15,9 @@ from hypothesis import strategies as st
 
 from router_service.bundles.base import RouterTable
 from router_service.config import LimitsSettings, load_settings
+from router_service.domain import Candidate, Outcome, Policy, RouteInput, Source
 from router_service.engine.engine import DecisionEngine
 from router_service.engine.health import ModelHealth
-from router_service.engine.types import Candidate, Outcome, Policy, RouteInput, Source
 from router_service.metrics import Metrics
 from router_service.server import build_cache
 from router_service.strategies.static import Fallback

@@ -12,9 +12,9 @@ import redis
 from router_service.bundles.base import RouterTable
 from router_service.cache.breaker import BreakerState
 from router_service.config import LimitsSettings, load_settings
+from router_service.domain import Candidate, RouteInput, Source
 from router_service.engine.engine import DecisionEngine
 from router_service.engine.health import ModelHealth
-from router_service.engine.types import Candidate, RouteInput, Source
 from router_service.metrics import Metrics
 from router_service.server import build_cache
 from router_service.strategies.static import Fallback

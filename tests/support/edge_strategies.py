@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from router_service.engine.types import Choice, RouteInput
+from router_service.domain import Choice, RouteInput
 from router_service.strategies.base import Features, HealthCheck, onehot_scores
 
 

@@ -7,7 +7,7 @@ the prompt they send, so they know which upstream must answer; the reason never 
 
 from __future__ import annotations
 
-from router_service.engine.types import Choice, RouteInput
+from router_service.domain import Choice, RouteInput
 from router_service.strategies.base import Features, HealthCheck, onehot_scores
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from router_service.engine.types import Choice, RouteInput
+from router_service.domain import Choice, RouteInput
 from router_service.strategies.base import Features, HealthCheck, onehot_scores
 
 

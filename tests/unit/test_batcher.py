@@ -14,10 +14,10 @@ import pytest
 
 from router_service.bundles.base import LoadedRouter, RouterTable
 from router_service.config import LimitsSettings
+from router_service.domain import Candidate, RouteInput, Source
 from router_service.engine.batcher import INLINE_MAX_CHARS, InferenceBatcher
 from router_service.engine.engine import DecisionEngine
 from router_service.engine.health import ModelHealth
-from router_service.engine.types import Candidate, RouteInput, Source
 from router_service.metrics import Metrics
 from router_service.strategies.static import Fallback
 from tests.support.learned import CountingFeaturizer
@@ -229,7 +229,7 @@ class _Argmax:
     def choose_scored(
         self, request: RouteInput, quality: npt.NDArray[np.float64], health: object
     ) -> object:
-        from router_service.engine.types import Choice
+        from router_service.domain import Choice
         from router_service.strategies.base import onehot_scores
 
         name = request.candidates[int(np.argmax(quality))].name

@@ -136,6 +136,7 @@ def test_convert_refuses_pickle_without_opt_in(
     )
     err = capsys.readouterr().err
     assert "refusing to unpickle" in err and "pickle runs arbitrary code" in err
+    assert "--allow-pickle" in err and "allow=True" not in err  # the flag, not the argument
     assert not (tmp_path / "out").exists()
 
 
@@ -180,3 +181,22 @@ def test_a_new_version_sorts_after_the_one_it_replaces_even_in_the_same_second()
     later = "99991231T235959Z"  # a version made in this very second, or later
     assert new_version(after=later) == f"{later}.1"
     assert new_version(after=f"{later}.1") > f"{later}.1"
+
+
+def test_train_without_test_rows_says_what_is_missing(
+    data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import csv
+
+    with data.open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    only_train = tmp_path / "train-only.csv"
+    with only_train.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(dict.fromkeys([*rows[0], "split"])))
+        writer.writeheader()
+        writer.writerows({**row, "split": "train"} for row in rows)
+    argv = ["train", "--data", str(only_train), "--format", "wide", "--router", "linear"]
+    assert main([*argv, "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "no test rows; training needs both splits" in err
+    assert "0 sample" not in err

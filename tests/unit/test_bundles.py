@@ -8,8 +8,8 @@ import pytest
 
 from router_service.bundles.loader import load_bundle
 from router_service.bundles.verify import verify_bundle
+from router_service.domain import Candidate, Policy, RouteInput
 from router_service.engine.health import ModelHealth
-from router_service.engine.types import Candidate, Policy, RouteInput
 from router_service.errors import BundleError
 from tests.support.bundles import MODELS, embedding_bundle
 

@@ -19,9 +19,9 @@ from router_service.bundles.base import RouterTable
 from router_service.cache.lru import LruCache
 from router_service.cache.tiered import TieredCache
 from router_service.config import LimitsSettings
+from router_service.domain import Candidate, Decision, Outcome, Policy, RouteInput, Source
 from router_service.engine.engine import DecisionEngine
 from router_service.engine.health import ModelHealth
-from router_service.engine.types import Candidate, Decision, Outcome, Policy, RouteInput, Source
 from router_service.metrics import Metrics
 from router_service.strategies.static import Fallback
 from tests.support.learned import MODELS, CountingFeaturizer, identity_router, learned_router

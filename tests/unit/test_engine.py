@@ -5,9 +5,9 @@ import pytest
 
 from router_service.bundles.base import LoadedRouter, RouterTable
 from router_service.config import LimitsSettings
+from router_service.domain import Candidate, Outcome, RouteInput, Source
 from router_service.engine.engine import DecisionEngine
 from router_service.engine.health import ModelHealth
-from router_service.engine.types import Candidate, Outcome, RouteInput, Source
 from router_service.errors import InvalidRequest, NotReady, UnknownRouter
 from router_service.strategies.static import Cheapest, Fallback
 from tests.support.strategies import Broken, OffList, Slow
@@ -144,7 +144,7 @@ class _NeedsFeatures:
     blocking = False
 
     def choose(self, request: RouteInput, features: object, health: object) -> object:
-        from router_service.engine.types import Choice
+        from router_service.domain import Choice
         from router_service.strategies.base import onehot_scores
 
         assert isinstance(features, np.ndarray)

@@ -41,7 +41,7 @@ CONTRACTS = [
             "router_service.engine",
         ),
     ),
-    ("router_service.engine.types", ("router_service",)),
+    ("router_service.domain", ("router_service",)),
     ("router_service.errors", ("router_service",)),
 ]
 

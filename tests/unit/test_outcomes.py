@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from router_service.engine.types import Outcome
+from router_service.domain import Outcome
 from router_service.errors import Overloaded
 from router_service.telemetry.outcomes import JsonlOutcomeSink
 

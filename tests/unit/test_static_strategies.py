@@ -2,8 +2,8 @@ from collections import Counter
 
 import pytest
 
+from router_service.domain import Candidate, RouteInput
 from router_service.engine.health import ModelHealth
-from router_service.engine.types import Candidate, RouteInput
 from router_service.errors import ConfigError
 from router_service.strategies.registry import StrategyRegistry
 from router_service.strategies.static import Cheapest, Fallback, Fixed, RoundRobin, Weighted

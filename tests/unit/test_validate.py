@@ -3,7 +3,7 @@ import math
 import pytest
 
 from router_service.config import LimitsSettings
-from router_service.engine.types import Candidate, Outcome, Policy, RouteInput
+from router_service.domain import Candidate, Outcome, Policy, RouteInput
 from router_service.engine.validate import validate_outcome, validate_route
 from router_service.errors import InvalidRequest
 

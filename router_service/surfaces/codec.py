@@ -3,7 +3,7 @@ beyond what the wire format itself decides (the engine validates)."""
 
 from __future__ import annotations
 
-from router_service.engine.types import (
+from router_service.domain import (
     Candidate,
     Decision,
     Outcome,

@@ -1,4 +1,5 @@
-"""Plain data types of a routing decision, independent of the wire format."""
+"""The domain: plain data types of a routing decision, independent of the wire format. A leaf:
+it imports nothing of ours, and every layer may import it."""
 
 from __future__ import annotations
 

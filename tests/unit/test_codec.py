@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from router_service.engine.types import Candidate, CandidateScore, Decision, Policy, Source
+from router_service.domain import Candidate, CandidateScore, Decision, Policy, Source
 from router_service.proto import pb
-from router_service.surfaces.convert import decision_to_pb, route_from_pb
+from router_service.surfaces.codec import decision_to_pb, route_from_pb
 
 
 def _request(prompt: str, request_id: str, price: float | None = 1.5) -> pb.RouteRequest:

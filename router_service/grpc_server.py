@@ -1,0 +1,67 @@
+"""One way to build a ``grpc.aio`` server, shared by the service (its Router API port and an
+ext_proc port of its own) and the benchmarks' echo server, so that the echo ceiling is measured
+on a server built exactly like the service's."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from router_service.config import ServerSettings
+from router_service.errors import ConfigError
+
+__all__ = ["Service", "build_server", "grpc_options"]
+
+HEALTH_SERVICE = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
+
+Service = tuple[str, Callable[[grpc.aio.Server], None]]
+"""A service to serve: its full name and the function that adds it to a server."""
+
+
+def grpc_options(server: ServerSettings) -> list[tuple[str, int]]:
+    """Channel arguments for the server. SO_REUSEPORT is on only for several workers, so a
+    single process fails loudly on a port already in use."""
+    return [
+        ("grpc.max_send_message_length", server.max_message_bytes),
+        ("grpc.max_receive_message_length", server.max_message_bytes),
+        ("grpc.keepalive_time_ms", server.keepalive_time_ms),
+        ("grpc.keepalive_timeout_ms", server.keepalive_timeout_ms),
+        ("grpc.keepalive_permit_without_calls", int(server.keepalive_permit_without_calls)),
+        ("grpc.http2.min_recv_ping_interval_without_data_ms", server.min_ping_interval_ms),
+        ("grpc.http2.max_pings_without_data", 0),
+        ("grpc.so_reuseport", int(server.workers > 1)),
+    ]
+
+
+def build_server(
+    cfg: ServerSettings,
+    services: Sequence[Service],
+    health_servicer: health.aio.HealthServicer,
+    *,
+    port: int,
+    option: str = "server.port",
+) -> tuple[grpc.aio.Server, int]:
+    """A server (not started) with ``services``, the standard health service and, with
+    ``cfg.reflection``, reflection over all of them, listening on ``cfg.host:port``. Returns it
+    and the bound port; :class:`ConfigError` naming ``option`` when the address is taken."""
+    server = grpc.aio.server(
+        options=grpc_options(cfg), maximum_concurrent_rpcs=cfg.max_concurrent_rpcs
+    )
+    for _, add in services:
+        add(server)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    if cfg.reflection:
+        names = (*(name for name, _ in services), HEALTH_SERVICE, reflection.SERVICE_NAME)
+        reflection.enable_server_reflection(names, server)
+    try:
+        bound = server.add_insecure_port(f"{cfg.host}:{port}")
+    except RuntimeError:  # grpc's "Failed to bind to address"
+        bound = 0
+    if bound == 0:
+        raise ConfigError(
+            f"cannot listen on {cfg.host}:{port} ({option}): the address is in use or not available"
+        )
+    return server, bound
