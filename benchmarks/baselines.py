@@ -34,7 +34,7 @@ import numpy.typing as npt
 from threadpoolctl import threadpool_limits
 
 from converters.datasets import RoutingDataset
-from converters.tfidf import TfidfConfig, TfidfFeaturizer, fit_tfidf
+from converters.features.tfidf import TfidfConfig, TfidfFeaturizer, fit_tfidf
 from router_service.featurizers.onnx_text import OnnxTextFeaturizer
 from router_service.onnx_session import make_session
 

@@ -3,7 +3,7 @@
 A cached bundle is rebuilt when the converter sources changed since it was built. Full runs
 train kNN and linear bundles on the LLMRouter data (``routeiq-bundle train``; MiniLM ones take a
 minute or two to featurize ~6k prompts). Smoke runs use a tiny linear TF-IDF bundle trained on
-the project's generated dataset (:mod:`converters.synthetic`).
+the project's generated dataset (:mod:`converters.datasets.synthetic`).
 """
 
 from __future__ import annotations
@@ -37,8 +37,9 @@ def _bundle_cli() -> str:
 def _converter_stamp() -> str:
     """Hash of the converter sources: a bundle cached by an older converter is rebuilt."""
     digest = hashlib.sha256()
-    for path in sorted((REPO / "converters").glob("*.py")):
-        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    root = REPO / "converters"
+    for path in sorted(root.rglob("*.py")):
+        digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()
 
 
@@ -88,7 +89,7 @@ def ensure_keyed(key: str, data: Path, fmt: str) -> Path:
 
 def ensure_synthetic(folder: Path | None = None) -> tuple[Path, Path]:
     """(dataset CSV, bundle): the generated dataset and a linear TF-IDF (SVD 64) bundle on it."""
-    from converters.synthetic import write_synthetic
+    from converters.datasets.synthetic import write_synthetic
 
     root = folder or CACHE / "smoke"
     csv = root / "synthetic.csv"

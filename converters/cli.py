@@ -16,7 +16,7 @@ from typing import Any
 from tqdm import tqdm
 
 from converters.datasets import FORMATS
-from converters.featurize import FEATURIZER_KINDS
+from converters.features.build import FEATURIZER_KINDS
 from converters.routers import KINDS
 
 __all__ = ["main"]
@@ -110,13 +110,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from converters.evaluate_bundle import evaluate_bundle
+    from converters.evaluation.bundle_eval import evaluate_bundle
 
     report, manifest = evaluate_bundle(
         args.bundle, args.data, args.format, cost_weight=args.cost_weight, bar=_bar
     )
     if args.plot:
-        from converters.report import plot_curve
+        from converters.evaluation.report import plot_curve
 
         plot_curve(
             report,
@@ -130,7 +130,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _cmd_calibrate(args: argparse.Namespace) -> int:
-    from converters.evaluate_bundle import calibrate_bundle
+    from converters.evaluation.bundle_eval import calibrate_bundle
 
     lam, manifest = calibrate_bundle(
         args.bundle, args.data, args.format, target=args.target, bar=_bar
@@ -143,7 +143,7 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
 
 
 def _cmd_convert(args: argparse.Namespace) -> int:
-    from converters.convert import convert_estimator
+    from converters.convert_model import convert_estimator
 
     manifest, parity = convert_estimator(
         args.model,
@@ -164,7 +164,7 @@ def _cmd_convert(args: argparse.Namespace) -> int:
 
 
 def _cmd_export_encoder(args: argparse.Namespace) -> int:
-    from converters.convert import export_encoder
+    from converters.convert_model import export_encoder
 
     paths, cosine = export_encoder(args.out, int8=args.int8)
     print(

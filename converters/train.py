@@ -19,8 +19,8 @@ import numpy.typing as npt
 
 from converters.bundle import write_bundle
 from converters.datasets import RoutingDataset, hash_split, load
-from converters.featurize import BuiltFeaturizer, build_featurizer, encode_all
-from converters.report import Target, calibrate_lambda, evaluate_predictions
+from converters.evaluation.report import Target, calibrate_lambda, evaluate_predictions
+from converters.features.build import BuiltFeaturizer, build_featurizer, encode_all
 from converters.routers import parity_check, smooth_by_task, to_onnx, train_router
 from router_service.bundles.manifest import Manifest
 from router_service.onnx_session import make_session

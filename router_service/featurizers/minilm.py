@@ -1,6 +1,6 @@
 """MiniLM sentence-encoder featurizer: tokenizer.json + an ONNX graph, run by onnxruntime.
 
-The graph is the one :mod:`converters.minilm` exports (fp32 or its int8 copy): inputs
+The graph is the one :mod:`converters.features.minilm` exports (fp32 or its int8 copy): inputs
 ``input_ids`` and ``attention_mask`` (int64 ``[batch, seq]``), output ``embedding`` (float32
 ``[batch, dim]``, mean-pooled and L2-normalised). This module imports numpy, onnxruntime and
 tokenizers only, and does no work at import time.

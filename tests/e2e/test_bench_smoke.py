@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from converters.synthetic import write_synthetic
+from converters.datasets.synthetic import write_synthetic
 from tests.support.procs import REPO
 
 pytestmark = pytest.mark.e2e

@@ -9,8 +9,8 @@ import grpc
 import pytest
 
 from converters.cli import main as bundle_main
+from converters.datasets.synthetic import MODELS, write_synthetic
 from converters.routers import KINDS
-from converters.synthetic import MODELS, write_synthetic
 from router_service.config import Settings
 from router_service.proto import pb, pb_grpc
 

@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 
 from converters.cli import main
+from converters.datasets.synthetic import write_synthetic
 from converters.routers import save_skops, train_router
-from converters.synthetic import write_synthetic
 from router_service.bundles.loader import load_bundle
 from router_service.bundles.verify import verify_bundle
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from converters.datasets import SHIPPED_DATA as DATA
-from converters.evaluate import (
+from converters.evaluation.policies import (
     CurvePoint,
     apgr,
     baselines,

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from converters import minilm
+from converters.features import minilm
 from router_service.featurizers.base import Featurizer
 from router_service.featurizers.minilm import MiniLMFeaturizer, length_groups
 

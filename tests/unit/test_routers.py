@@ -13,6 +13,7 @@ from sklearn.pipeline import Pipeline  # type: ignore[import-untyped]
 from sklearn.preprocessing import StandardScaler  # type: ignore[import-untyped]
 
 from converters.datasets import SHIPPED_DATA as DATA
+from converters.onnx_common import ort_session
 from converters.routers import (
     KINDS,
     PICKLE_ENV,
@@ -29,7 +30,6 @@ from converters.routers import (
     to_onnx,
     train_router,
 )
-from converters.tfidf import ort_session
 
 # the tiny synthetic fits stop before sklearn's convergence tolerances; the results are checked
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
@@ -258,7 +258,7 @@ def test_pickle_needs_an_explicit_opt_in(tmp_path: Path, monkeypatch: pytest.Mon
 
 def test_real_llmrouter_routers_beat_random_and_match_onnx() -> None:
     from converters.datasets import load_llmrouter
-    from converters.tfidf import TfidfConfig, fit_tfidf
+    from converters.features.tfidf import TfidfConfig, fit_tfidf
 
     ds = load_llmrouter(DATA / "llmrouter")
     train, test = ds.train(), ds.test()

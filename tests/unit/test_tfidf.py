@@ -8,20 +8,18 @@ import pytest
 from onnx import TensorProto, helper
 
 from converters.datasets import SHIPPED_DATA as DATA
-from converters.tfidf import (
-    IR_VERSION,
+from converters.features.tfidf import (
     LOCALE,
     ONNX_WORD_REGEX,
     TFIDF_DENSE_OP_TYPES,
     TFIDF_OP_TYPES,
     TfidfConfig,
     fit_tfidf,
-    onnx_op_types,
-    ort_session,
     run_tfidf_onnx,
     tfidf_parity,
     tfidf_to_onnx,
 )
+from converters.onnx_common import IR_VERSION, onnx_op_types, ort_session
 
 TRAIN = [
     "What is the capital of France? Paris is the capital.",

@@ -12,8 +12,8 @@ import numpy.typing as npt
 
 from converters.bundle import new_version, write_bundle
 from converters.datasets import RoutingDataset, load
-from converters.featurize import BuiltFeaturizer, build_featurizer, encode_all
-from converters.report import Target, calibrate_lambda, evaluate_predictions
+from converters.evaluation.report import Target, calibrate_lambda, evaluate_predictions
+from converters.features.build import BuiltFeaturizer, build_featurizer, encode_all
 from router_service.bundles.loader import load_bundle
 from router_service.bundles.manifest import Manifest
 from router_service.bundles.verify import verify_bundle

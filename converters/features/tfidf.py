@@ -53,7 +53,6 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import onnx
-import onnxruntime as ort
 from onnx import helper, numpy_helper
 from skl2onnx import convert_sklearn
 from skl2onnx.common.data_types import (
@@ -65,12 +64,11 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import Normalizer
 
+from converters.onnx_common import IR_VERSION, ML_OPSET, OPSET, ort_session
+
 __all__ = [
-    "IR_VERSION",
     "LOCALE",
-    "ML_OPSET",
     "ONNX_WORD_REGEX",
-    "OPSET",
     "SKLEARN_WORD_PATTERN",
     "SPARSE_MIN_OPSET",
     "TFIDF_DENSE_OP_TYPES",
@@ -78,8 +76,6 @@ __all__ = [
     "TfidfConfig",
     "TfidfFeaturizer",
     "fit_tfidf",
-    "onnx_op_types",
-    "ort_session",
     "run_tfidf_onnx",
     "tfidf_parity",
     "tfidf_to_onnx",
@@ -89,9 +85,6 @@ logger = logging.getLogger(__name__)
 
 FloatArray = npt.NDArray[np.float32]
 
-OPSET = 17
-ML_OPSET = 3
-IR_VERSION = 8
 SKLEARN_WORD_PATTERN = r"(?u)\b\w\w+\b"
 ONNX_WORD_REGEX = r"[\pL\pN_][\pL\pN_]+"
 LOCALE = "C.UTF-8"
@@ -379,21 +372,6 @@ def tfidf_to_onnx(
     model.producer_name = "routeiq-converters"
     onnx.checker.check_model(model)
     return model
-
-
-def onnx_op_types(model: onnx.ModelProto) -> set[tuple[str, str]]:
-    """The ``(domain, op_type)`` pairs of the main graph; domain ``""`` is ``ai.onnx``."""
-    return {(node.domain, node.op_type) for node in model.graph.node}
-
-
-def ort_session(model: onnx.ModelProto, threads: int = 1) -> Any:
-    """An onnxruntime CPU session with ``threads`` intra-op and 1 inter-op thread."""
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    return ort.InferenceSession(
-        model.SerializeToString(), sess_options=opts, providers=["CPUExecutionProvider"]
-    )
 
 
 def run_tfidf_onnx(session: Any, texts: Sequence[str]) -> FloatArray:

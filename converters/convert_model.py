@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from converters import minilm
 from converters.bundle import write_bundle
 from converters.datasets import load
+from converters.features import minilm
 from converters.routers import TrainedRouter, load_pickle, load_skops, parity_check, to_onnx
 from router_service.bundles.loader import load_bundle
 from router_service.bundles.manifest import Manifest
@@ -62,7 +62,7 @@ def _read(path: Path, allow_pickle: bool) -> Any:
                 raise
         raise ValueError(
             f"{path}: not a router written by routeiq-bundle; wrap the estimator "
-            "with converters.convert.wrap_estimator and save it with "
+            "with converters.convert_model.wrap_estimator and save it with "
             "converters.routers.save_skops"
         )
     return load_pickle(path, allow=allow_pickle)

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from converters import evaluate as ev
+from converters.evaluation import policies as ev
 
 __all__ = ["Target", "calibrate_lambda", "evaluate_predictions", "plot_curve"]
 

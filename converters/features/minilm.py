@@ -36,10 +36,10 @@ from onnxruntime.quantization import QuantType, quantize_dynamic
 from safetensors.numpy import load_file
 from tokenizers import Tokenizer
 
+from converters.onnx_common import IR_VERSION, OPSET
+
 __all__ = [
     "DIM",
-    "IR_VERSION",
-    "OPSET",
     "WEIGHTS_IMPORT_NAME",
     "WEIGHTS_PIP_SPEC",
     "build_encoder_onnx",
@@ -75,9 +75,6 @@ _MASK_NEG = float(np.finfo(np.float32).min)  # additive bias on padded keys, as 
 _POOL_EPS = 1e-9  # sentence-transformers clamps the token count with this
 _NORM_EPS = 1e-12  # torch.nn.functional.normalize's default eps
 _MAX_LENGTH = 256  # sentence_bert_config.json: max_seq_length
-
-OPSET = 17  # first opset with LayerNormalization; well supported by onnxruntime
-IR_VERSION = 8  # the IR version that introduced opset 17; loadable by older runtimes
 
 
 # --------------------------------------------------------------------------- weights

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from converters import minilm
-from converters.tfidf import TfidfConfig, fit_tfidf, tfidf_parity, tfidf_to_onnx
+from converters.features import minilm
+from converters.features.tfidf import TfidfConfig, fit_tfidf, tfidf_parity, tfidf_to_onnx
 from router_service.bundles.manifest import FeaturizerSpec
 from router_service.featurizers.minilm import MiniLMFeaturizer
 from router_service.featurizers.onnx_text import OnnxTextFeaturizer

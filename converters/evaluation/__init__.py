@@ -1,0 +1,2 @@
+"""Evaluation: routing policies on quality/cost tables, reports and plots, and bundles scored
+exactly as the service serves them."""
