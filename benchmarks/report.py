@@ -233,9 +233,10 @@ def write_summary(
     out: Path,
     header: dict[str, Any],
     results: Sequence[ScenarioResult],
+    rows: Sequence[Row],
     baselines: dict[str, Any],
 ) -> Path:
-    rows = aggregate(results)
+    """``summary.md`` from the runs and their :func:`aggregate` rows."""
     rat = ratios(rows, baselines)
     machine = header["machine"]
     lines = [
@@ -287,9 +288,10 @@ def write_results(
     out: Path,
     header: dict[str, Any],
     results: Sequence[ScenarioResult],
+    rows: Sequence[Row],
     baselines: dict[str, Any],
 ) -> Path:
-    rows = aggregate(results)
+    """``results.json``: the header, the :func:`aggregate` rows, the ratios and every run."""
     data = {
         **header,
         "rows": [asdict(r) for r in rows],
@@ -340,9 +342,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     out = Path(args[0])
     header, results, baselines = load_results(out / "results.json")
-    print(write_summary(out, header, results, baselines))
+    rows = aggregate(results)
+    print(write_summary(out, header, results, rows, baselines))
     names = [r.scenario.name for r in results if r.runs]
-    for plot in write_plots(out, aggregate(results), names):
+    for plot in write_plots(out, rows, names):
         print(plot)
     return 0
 

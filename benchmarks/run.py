@@ -205,10 +205,11 @@ def _finish(
     results: list[ScenarioResult],
     baselines: dict[str, Any],
 ) -> int:
-    summary = report.write_summary(args.out, header, results, baselines)
-    report.write_results(args.out, header, results, baselines)
+    rows = report.aggregate(results)  # once, for the summary, the JSON and the plots
+    summary = report.write_summary(args.out, header, results, rows, baselines)
+    report.write_results(args.out, header, results, rows, baselines)
     names = [r.scenario.name for r in results if r.runs]
-    plots = write_plots(args.out, report.aggregate(results), names)
+    plots = write_plots(args.out, rows, names)
     failed = [r.scenario.name for r in results if r.error or not r.runs]
     errors = sum(m.ghz.errors for r in results for m in r.runs)
     _log("")
