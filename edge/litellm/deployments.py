@@ -10,6 +10,7 @@ from typing import Any, Final
 import litellm
 
 from router_service.proto import pb
+from router_service.routing_text import ApiKind, MalformedBody, routing_text
 
 __all__ = [
     "MAX_ID_CHARS",
@@ -54,37 +55,43 @@ def deployment_prices(deployment: object) -> tuple[float | None, float | None]:
 
 
 def set_input(request: pb.RouteRequest, messages: object, kwargs: Mapping[Any, Any]) -> bool:
-    """Chat turns into ``messages``, else ``prompt``/``input`` text into ``prompt``."""
-    for source in (messages, kwargs.get("input")):
-        turns = [_turn(item) for item in source] if isinstance(source, list) else []
-        if turns and all(t is not None for t in turns) and any(t and t[1].strip() for t in turns):
-            for role, content in (t for t in turns if t is not None):
-                request.messages.turns.add(role=role, content=content)
-            return True
-    for source in (kwargs.get("prompt"), kwargs.get("input")):
-        text = _text(source)
-        if text.strip():
-            request.prompt = text
-            return True
+    """The call's routing text into ``request`` (``messages`` turns or ``prompt``), by the rules
+    every edge shares (:mod:`router_service.routing_text`); ``False`` when it carries none."""
+    body, kind = _as_body(messages, kwargs)
+    if kind is None:
+        return False
+    try:
+        text = routing_text(body, kind)
+    except MalformedBody:
+        return False
+    if text.messages is not None and any(content.strip() for _, content in text.messages):
+        for role, content in text.messages:
+            request.messages.turns.add(role=role, content=content)
+        return True
+    if text.prompt is not None and text.prompt.strip():
+        request.prompt = text.prompt
+        return True
     return False
 
 
-def _turn(item: object) -> tuple[str, str] | None:
-    entry = as_mapping(item)
-    role = entry.get("role")
-    if not isinstance(role, str):
-        return None
-    return role, _text(entry.get("content"))
-
-
-def _text(value: object) -> str:
-    """A string; a list of strings or of text parts joined by newlines; else ``""``."""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, list):
-        parts = (p if isinstance(p, str) else as_mapping(p).get("text") for p in value)
-        return "\n".join(p for p in parts if isinstance(p, str) and p)
-    return ""
+def _as_body(messages: object, kwargs: Mapping[Any, Any]) -> tuple[dict[str, Any], ApiKind | None]:
+    """The request as the body its API would have had, from what LiteLLM hands a plug-in: the
+    chat ``messages`` (with Anthropic's ``system`` beside them), else the Responses API's
+    ``instructions``/``input`` items, else a completion ``prompt``, else an embedding ``input``."""
+    if isinstance(messages, list) and messages:
+        if kwargs.get("system") is not None:
+            return {"system": kwargs["system"], "messages": messages}, "messages"
+        return {"messages": messages}, "chat"
+    items = kwargs.get("input")
+    if kwargs.get("instructions") is not None or (
+        isinstance(items, list) and any(isinstance(item, Mapping) for item in items)
+    ):
+        return {"instructions": kwargs.get("instructions"), "input": items}, "responses"
+    if kwargs.get("prompt") is not None:
+        return {"prompt": kwargs["prompt"]}, "completions"
+    if items is not None:
+        return {"input": items}, "embeddings"
+    return {}, None
 
 
 def request_headers(kwargs: Mapping[Any, Any]) -> dict[str, str]:

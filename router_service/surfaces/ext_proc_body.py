@@ -3,10 +3,11 @@
 Pure functions, no gRPC and no I/O, so that the edge's contract is testable without sockets:
 
 - :func:`api_kind` names the API a request path belongs to (chat, completions, embeddings,
-  responses), or ``None`` for paths whose body the service does not read.
+  responses, Anthropic messages), or ``None`` for paths whose body the service does not read.
 - :func:`parse_body` turns the buffered JSON body into a :class:`ParsedBody` (the ``model`` the
-  client asked for and the text to route on) or raises :class:`MalformedBody`, whose message
-  says what is wrong without quoting the body.
+  client asked for and the text to route on, by the rules every edge shares:
+  :mod:`router_service.routing_text`) or raises :class:`MalformedBody`, whose message says
+  what is wrong without quoting the body.
 - :func:`rewrite_model` serialises the body again with ``model`` replaced.
 - :func:`spoofed_headers` lists the ``x-routeiq-*`` headers a client sent (only the edge may set
   them), and :func:`error_body` is the JSON of a 400 answer.
@@ -19,9 +20,9 @@ import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
-from router_service.errors import InvalidRequest
+from router_service.routing_text import ApiKind, MalformedBody, json_type, routing_text
 
 __all__ = [
     "HEADER_PREFIX",
@@ -47,18 +48,13 @@ FALLBACK); Envoy's config copies it (and the model) onto the response for the cl
 ROUTE_KEY = "x-routeiq-route"
 """gRPC initial metadata that Envoy's config sets per virtual host to name an ext_proc route."""
 
-ApiKind = Literal["chat", "completions", "embeddings", "responses"]
 _SUFFIXES: tuple[tuple[str, ApiKind], ...] = (
     ("/chat/completions", "chat"),
     ("/completions", "completions"),
     ("/embeddings", "embeddings"),
     ("/responses", "responses"),
+    ("/messages", "messages"),
 )
-_TEXT_PARTS = frozenset({"text", "input_text", "output_text"})
-
-
-class MalformedBody(InvalidRequest):
-    """The body is not a well-formed request of its API; the message never quotes the body."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,17 +113,12 @@ def parse_body(raw: bytes, kind: ApiKind) -> ParsedBody:
             f"body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
         ) from None
     if not isinstance(payload, dict):
-        raise MalformedBody(f"body must be a JSON object, got {_type(payload)}")
+        raise MalformedBody(f"body must be a JSON object, got {json_type(payload)}")
     model = payload.get("model")
     if model is not None and not isinstance(model, str):
-        raise MalformedBody(f"'model' must be a string, got {_type(model)}")
-    if kind == "chat":
-        return _routable(ParsedBody(payload, model, messages=_chat_messages(payload)))
-    if kind == "completions":
-        return _routable(ParsedBody(payload, model, prompt=_texts(payload, "prompt")))
-    if kind == "embeddings":
-        return _routable(ParsedBody(payload, model, prompt=_texts(payload, "input")))
-    return _routable(ParsedBody(payload, model, messages=_responses_turns(payload)))
+        raise MalformedBody(f"'model' must be a string, got {json_type(model)}")
+    text = routing_text(payload, kind)
+    return _routable(ParsedBody(payload, model, text.prompt, text.messages))
 
 
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
@@ -167,94 +158,3 @@ def error_body(message: str, code: str = "routeiq_malformed_body") -> bytes:
     """An OpenAI-style error object, what OpenAI clients expect with a 400."""
     error = {"message": message, "type": "invalid_request_error", "param": None, "code": code}
     return json.dumps({"error": error}).encode()
-
-
-# -- the text of each API -------------------------------------------------------------------
-def _type(value: object) -> str:
-    names = {dict: "an object", list: "an array", str: "a string", bool: "a boolean"}
-    if value is None:
-        return "null"
-    return names.get(type(value), "a number")
-
-
-def _content_text(content: object, where: str) -> str:
-    """Message content: a string, null, or a list of parts whose text parts are kept."""
-    if content is None:
-        return ""
-    if isinstance(content, str):
-        return content
-    if not isinstance(content, list):
-        raise MalformedBody(f"{where} must be a string or an array of parts, got {_type(content)}")
-    texts = []
-    for i, part in enumerate(content):
-        if not isinstance(part, dict):
-            raise MalformedBody(f"{where}[{i}] must be an object, got {_type(part)}")
-        if part.get("type") in _TEXT_PARTS:
-            text = part.get("text")
-            if not isinstance(text, str):
-                raise MalformedBody(f"{where}[{i}].text must be a string, got {_type(text)}")
-            texts.append(text)
-    return "\n".join(texts)
-
-
-def _turn(item: object, where: str) -> tuple[str, str]:
-    if not isinstance(item, dict):
-        raise MalformedBody(f"{where} must be an object, got {_type(item)}")
-    role = item.get("role", "")
-    if not isinstance(role, str):
-        raise MalformedBody(f"{where}.role must be a string, got {_type(role)}")
-    return role, _content_text(item.get("content"), f"{where}.content")
-
-
-def _chat_messages(payload: dict[str, Any]) -> tuple[tuple[str, str], ...]:
-    messages = payload.get("messages")
-    if not isinstance(messages, list):
-        raise MalformedBody(f"'messages' must be an array, got {_type(messages)}")
-    if not messages:
-        raise MalformedBody("'messages' is empty")
-    return tuple(_turn(m, f"messages[{i}]") for i, m in enumerate(messages))
-
-
-def _texts(payload: dict[str, Any], field: str) -> str | None:
-    """A string or an array of strings (joined); ``None`` for token ids, which carry no text."""
-    value = payload.get(field)
-    if isinstance(value, str):
-        return value
-    if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
-        return "\n".join(value)
-    if isinstance(value, list) and value and all(_is_tokens(v) for v in value):
-        return None
-    raise MalformedBody(
-        f"'{field}' must be a string or an array of strings or token ids, got {_type(value)}"
-        + (" (empty)" if value == [] else "")
-    )
-
-
-def _is_tokens(value: object) -> bool:
-    if isinstance(value, int) and not isinstance(value, bool):
-        return True
-    return isinstance(value, list) and all(
-        isinstance(v, int) and not isinstance(v, bool) for v in value
-    )
-
-
-def _responses_turns(payload: dict[str, Any]) -> tuple[tuple[str, str], ...] | None:
-    """Responses API: ``instructions`` (a system turn) then ``input`` (a string or items)."""
-    turns: list[tuple[str, str]] = []
-    instructions = payload.get("instructions")
-    if instructions is not None:
-        if not isinstance(instructions, str):
-            raise MalformedBody(f"'instructions' must be a string, got {_type(instructions)}")
-        turns.append(("system", instructions))
-    items = payload.get("input")
-    if isinstance(items, str):
-        turns.append(("user", items))
-    elif isinstance(items, list):
-        for i, item in enumerate(items):
-            if isinstance(item, dict) and "content" in item:
-                turns.append(_turn(item, f"input[{i}]"))
-            elif not isinstance(item, dict):
-                raise MalformedBody(f"input[{i}] must be an object, got {_type(item)}")
-    elif items is not None or not turns:
-        raise MalformedBody(f"'input' must be a string or an array of items, got {_type(items)}")
-    return tuple(turns) or None
