@@ -234,8 +234,8 @@ class DecisionEngine:
             digest = vector_digest(req.embedding)
         else:
             digest = text_digest(req.text())
-        pkey = ""
-        if plan.scored is not None:
+        pkey = ""  # predictions are cached for scored routers that name their models
+        if plan.scored is not None and router.models:
             pkey = prediction_key(router.sha256, scope, digest)
             quality = await self._cache.get(pkey, PREDICTIONS)
             if quality is not None and quality.shape == (len(router.models),):
@@ -252,7 +252,8 @@ class DecisionEngine:
         if fkey and features is None:
             self._cache.put(fkey, inference.features, FEATURES)
         if plan.scored is not None and inference.quality is not None:
-            self._cache.put(pkey, inference.quality, PREDICTIONS)
+            if pkey:
+                self._cache.put(pkey, inference.quality, PREDICTIONS)
             return plan.scored.choose_scored(req, inference.quality, health), False
         strategy = router.strategy  # a learned strategy without a separate prediction step
         call = functools.partial(strategy.choose, req, inference.features, health)

@@ -6,6 +6,7 @@ answer must be the same model, scores and reason on all three."""
 from __future__ import annotations
 
 import asyncio
+import os
 import uuid
 from typing import Any
 
@@ -120,7 +121,7 @@ async def _run(url: str, plan: list[tuple[Any, ...]]) -> None:
 
 
 @settings(
-    max_examples=60,
+    max_examples=int(os.environ.get("ROUTEIQ_HYPOTHESIS_EXAMPLES", "200")),
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
