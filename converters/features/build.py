@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import logging
 import tempfile
+import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -94,10 +95,28 @@ def build_featurizer(
     all-MiniLM-L6-v2 embeddings themselves.
     """
     if kind == "tfidf":
-        return _tfidf(train_texts, holdout, svd_dims)
-    if kind in ("minilm", "minilm-int8", "embedding"):
-        return _minilm(holdout, kind == "minilm-int8", kind == "embedding", max_length)
-    raise ValueError(f"unknown featurizer {kind!r}; expected one of {FEATURIZER_KINDS}")
+        built = _tfidf(train_texts, holdout, svd_dims)
+    elif kind in ("minilm", "minilm-int8", "embedding"):
+        built = _minilm(holdout, kind == "minilm-int8", kind == "embedding", max_length)
+    else:
+        raise ValueError(f"unknown featurizer {kind!r}; expected one of {FEATURIZER_KINDS}")
+    if built.spec.kind == "embedding" or not holdout:
+        return built  # the client sends the vectors: nothing to time
+    cost = featurize_cost_ms(built, holdout)
+    return replace(built, spec=built.spec.model_copy(update={"cost_ms_p99": cost}))
+
+
+def featurize_cost_ms(built: BuiltFeaturizer, texts: Sequence[str], n: int = 32) -> float:
+    """p99 milliseconds to featurize one of ``texts`` (up to ``n`` of them, one at a time, after
+    one warm-up call), as the service featurizes a lone request."""
+    sample = list(texts[:n])
+    built.encode(sample[:1])
+    times = []
+    for text in sample:
+        start = time.perf_counter()
+        built.encode([text])
+        times.append((time.perf_counter() - start) * 1000)
+    return round(float(np.percentile(times, 99)), 3)
 
 
 def encode_all(

@@ -14,7 +14,9 @@ __all__ = ["LoadedRouter", "RouterSource", "RouterTable"]
 
 @dataclass(frozen=True, slots=True)
 class LoadedRouter:
-    """A router ready to serve. ``sha256`` identifies its artifacts (decision-cache keys)."""
+    """A router ready to serve. ``sha256`` identifies its artifacts (cache keys);
+    ``featurizer_cost_ms`` is its featurizer's measured p99 per prompt, when the bundle
+    recorded one (it sizes the router's time budget)."""
 
     name: str
     kind: str
@@ -23,6 +25,7 @@ class LoadedRouter:
     featurizer: Featurizer | None = None
     models: tuple[str, ...] = ()
     sha256: str = ""
+    featurizer_cost_ms: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -98,6 +98,7 @@ def load_bundle(path: Path, max_file_bytes: int) -> LoadedRouter:
         featurizer=featurizer,
         models=tuple(m.models),
         sha256=bundle.sha256,
+        featurizer_cost_ms=m.featurizer.cost_ms_p99,
     )
 
 

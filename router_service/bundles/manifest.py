@@ -44,6 +44,12 @@ class FeaturizerSpec(_Strict):
     tokenizer: str | None = None
     max_length: int = Field(256, ge=8, le=512)
     quantized: bool = False
+    cost_ms_p99: float | None = Field(
+        None,
+        ge=0,
+        description="measured when the bundle was built: p99 ms to featurize one held-out "
+        "prompt on one core; the service sizes the router's time budget from it",
+    )
 
     @model_validator(mode="after")
     def _files(self) -> FeaturizerSpec:

@@ -63,8 +63,9 @@ class DecisionEngine:
     """Answers :class:`RouteInput` with a :class:`Decision`; knows nothing about gRPC.
 
     ``executor`` runs featurizers, learned routers and blocking strategies off the event loop
-    (``None`` = inline); ``offload_timeout_s`` bounds them (``router_timeouts_s``: per router
-    name), past it the answer comes from ``fallback``. Learned-router inference is
+    (``None`` = inline) within each router's :meth:`budget_s` (``offload_timeout_s``;
+    ``router_timeouts_s`` per router name; or sized from the bundle's measured featurizer cost),
+    past which the answer comes from ``fallback``. Learned-router inference is
     micro-batched per router (see :mod:`router_service.engine.batcher`): up to ``max_batch``
     requests per job, at most ``max_running`` jobs per router at once; jobs of routers whose
     recent jobs took less than ``inline_below_us`` run on the event loop (0 = always in the
@@ -110,6 +111,24 @@ class DecisionEngine:
             raise ValueError(f"default router {table.default!r} is not in the table")
         self._table = table
         self._plans = {}
+        for router in table.routers.values():
+            budget = self.budget_s(router)
+            if budget != self._offload_timeout_s:
+                log.info("router %s: time budget %.0f ms", router.name, budget * 1000)
+
+    def budget_s(self, router: LoadedRouter) -> float:
+        """How long a request may wait for ``router``'s featurizer, model or blocking strategy
+        (queueing included) before the fallback answers: ``engine.router_timeouts_ms`` when
+        set for it; else, when its bundle measured its featurizer, long enough for one full
+        micro-batch of that featurizer (``max_batch`` × its p99 per prompt) and never less than
+        ``engine.offload_timeout_ms``; else ``engine.offload_timeout_ms``."""
+        configured = self._router_timeouts_s.get(router.name)
+        if configured is not None:
+            return configured
+        cost_ms = router.featurizer_cost_ms
+        if cost_ms:
+            return max(self._offload_timeout_s, cost_ms * self._max_batch / 1000)
+        return self._offload_timeout_s
 
     @property
     def limits(self) -> LimitsSettings:
@@ -209,7 +228,7 @@ class DecisionEngine:
                 choice = await self._offload(
                     functools.partial(strategy.choose, req, None, health),
                     f"strategy {strategy.kind}",
-                    router.name,
+                    router,
                 )
             else:
                 choice = strategy.choose(req, None, health)
@@ -248,7 +267,7 @@ class DecisionEngine:
             if text is None or featurizer is None
             else f"featurizer {featurizer.name}"
         )
-        inference = await self._bounded(plan.batcher.infer(text, features), what, router.name)
+        inference = await self._bounded(plan.batcher.infer(text, features), what, router)
         if fkey and features is None:
             self._cache.put(fkey, inference.features, FEATURES)
         if plan.scored is not None and inference.quality is not None:
@@ -258,7 +277,7 @@ class DecisionEngine:
         strategy = router.strategy  # a learned strategy without a separate prediction step
         call = functools.partial(strategy.choose, req, inference.features, health)
         if strategy.blocking:
-            choice = await self._offload(call, f"strategy {strategy.kind}", router.name)
+            choice = await self._offload(call, f"strategy {strategy.kind}", router)
         else:
             choice = call()
         return choice, bool(fkey) and features is not None
@@ -298,17 +317,17 @@ class DecisionEngine:
         self._plans[router.name] = plan
         return plan
 
-    async def _bounded(self, job: Awaitable[_T], what: str, router: str) -> _T:
-        """Await ``job`` under ``router``'s offload timeout (no bound without an executor)."""
+    async def _bounded(self, job: Awaitable[_T], what: str, router: LoadedRouter) -> _T:
+        """Await ``job`` within ``router``'s :meth:`budget_s` (no bound without an executor)."""
         if self._executor is None:
             return await job
-        timeout_s = self._router_timeouts_s.get(router, self._offload_timeout_s)
+        timeout_s = self.budget_s(router)
         try:
             return await asyncio.wait_for(job, timeout_s)
         except TimeoutError:
             raise _Degraded(f"{what} over {timeout_s * 1000:.0f} ms") from None
 
-    async def _offload(self, call: Callable[[], _T], what: str, router: str) -> _T:
+    async def _offload(self, call: Callable[[], _T], what: str, router: LoadedRouter) -> _T:
         """Run ``call`` in the executor (inline without one) under the offload timeout."""
         if self._executor is None:
             return call()

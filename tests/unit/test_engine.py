@@ -1,3 +1,4 @@
+import dataclasses
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -177,3 +178,24 @@ async def test_degrade_warnings_are_rate_limited(caplog: pytest.LogCaptureFixtur
     warnings = [r for r in caplog.records if "degraded to fallback" in r.getMessage()]
     assert len(warnings) == 1
     assert "(0 more since the last warning)" in warnings[0].getMessage()
+
+
+async def test_a_measured_featurizer_sizes_its_router_budget() -> None:
+    """A bundle that recorded its featurizer's p99 per prompt gets a budget of one full
+    micro-batch of it (at least the default); a configured per-router limit wins."""
+    from tests.support.learned import CountingFeaturizer, learned_router
+
+    slow = CountingFeaturizer(delay_s=0.1)  # 100 ms per call, over the 50 ms default
+    measured = dataclasses.replace(learned_router(slow), featurizer_cost_ms=5.0)
+    with ThreadPoolExecutor(2) as pool:
+        engine = make_engine(measured, executor=pool)
+        assert engine.budget_s(measured) == pytest.approx(5.0 * 32 / 1000)  # max_batch 32
+        assert (await engine.route(req())).source == Source.MODEL
+        unmeasured = make_engine(learned_router(slow), executor=pool)
+        assert unmeasured.budget_s(learned_router(slow)) == pytest.approx(0.05)
+        degraded = await unmeasured.route(req())
+        assert degraded.source == Source.FALLBACK and "over 50 ms" in degraded.reason
+        pinned = make_engine(measured, executor=pool, router_timeouts_s={"ml": 0.02})
+        assert pinned.budget_s(measured) == pytest.approx(0.02)
+    cheap = dataclasses.replace(measured, featurizer_cost_ms=0.1)  # 3.2 ms: the default wins
+    assert make_engine(cheap).budget_s(cheap) == pytest.approx(0.05)
