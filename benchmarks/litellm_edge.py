@@ -103,6 +103,8 @@ def run(requests: int, warmup: int, gap_s: float) -> dict[str, Any]:
                 latencies[name].append(elapsed)
                 if name == "plug-in":
                     fail_open += "x-routeiq-fail-open" in headers
+                    if "x-routeiq-fail-open" in headers and fail_open <= 3:
+                        print("fail-open:", headers["x-routeiq-fail-open"], flush=True)
                     edge_us.append(float(headers.get("x-routeiq-edge-us", "nan")))
                     service_us.append(float(headers.get("x-routeiq-latency-us", "nan")))
             if i and i % 100 == 0:

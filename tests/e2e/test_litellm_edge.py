@@ -333,6 +333,33 @@ async def test_plugin_sends_candidates_input_and_trace_context(
     await edge.close()
 
 
+async def test_plugin_starts_the_call_early_and_awaits_it_at_the_pick(
+    plugin_module: Any, recorder: tuple[Recorder, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The proxy's pre-call hook starts the Route call from the group's deployments; the pick
+    awaits that call when it is the same call (one request reaches the service), and calls
+    afresh when the request changed in between."""
+    import litellm
+    from litellm.proxy import proxy_server
+
+    servicer, target = recorder
+    servicer.answer = B
+    monkeypatch.setattr(proxy_server, "llm_router", litellm.Router(model_list=deployments()))
+    edge = plugin_module.RouteIQRouter(target=target, deadline_ms=2000, router="")
+    messages = [{"role": "user", "content": "early bird"}]
+    data = {"model": "g", "messages": messages, **request_kwargs(**{"x-request-id": "rid-7"})}
+    assert await edge.async_pre_call_hook(None, None, data, "acompletion") is None
+    chosen = await edge.async_filter_deployments("g", deployments(), messages, data)
+    assert [d["model_info"]["id"] for d in chosen] == ["id-b", "id-b2"]
+    assert (len(servicer.requests), edge.counters.early, edge.counters.routed) == (1, 1, 1)
+    await edge.async_pre_call_hook(None, None, data, "acompletion")
+    changed = [{"role": "user", "content": "a different question"}]
+    await edge.async_filter_deployments("g", deployments(), changed, data)
+    assert [t.content for t in servicer.requests[-1].messages.turns] == ["a different question"]
+    assert (edge.counters.early, edge.counters.routed) == (1, 2)
+    await edge.close()
+
+
 async def test_plugin_prompt_input_and_call_id(
     plugin_module: Any, recorder: tuple[Recorder, str]
 ) -> None:
