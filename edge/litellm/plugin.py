@@ -339,7 +339,8 @@ class RouteIQRouter(CustomLogger):
         return True
 
     def _early_answer(self, call: _Call, kwargs: Mapping[Any, Any]) -> asyncio.Task[Any] | None:
-        """The call started early for this request, when it is exactly the call to make now."""
+        """The call started early for this request, when it is exactly the call to make now and
+        has not already failed (e.g. timed out while LiteLLM was busy before the pick)."""
         call_id = kwargs.get("litellm_call_id")
         early = self._early.pop(call_id, None) if isinstance(call_id, str) else None
         if early is None:
@@ -348,6 +349,8 @@ class RouteIQRouter(CustomLogger):
         if started != call:
             task.cancel()
             return None
+        if task.done() and (task.cancelled() or task.exception() is not None):
+            return None  # failed (or timed out) before the pick: the pick gets its own call
         return task
 
     async def _route(

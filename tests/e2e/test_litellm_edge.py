@@ -360,6 +360,29 @@ async def test_plugin_starts_the_call_early_and_awaits_it_at_the_pick(
     await edge.close()
 
 
+async def test_an_early_call_that_failed_before_the_pick_is_not_used(
+    plugin_module: Any, recorder: tuple[Recorder, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """LiteLLM may be busy past the deadline between the hooks: the pick then makes a call of
+    its own instead of failing open on the early call's timeout."""
+    import litellm
+    from litellm.proxy import proxy_server
+
+    servicer, target = recorder
+    servicer.answer, servicer.delay_s = B, 0.3
+    monkeypatch.setattr(proxy_server, "llm_router", litellm.Router(model_list=deployments()))
+    edge = plugin_module.RouteIQRouter(target=target, deadline_ms=100, router="")
+    messages = [{"role": "user", "content": "slow start"}]
+    data = {"model": "g", "messages": messages, **request_kwargs()}
+    await edge.async_pre_call_hook(None, None, data, "acompletion")
+    await asyncio.sleep(0.25)  # the early call's 100 ms deadline passes
+    servicer.delay_s = 0.0
+    chosen = await edge.async_filter_deployments("g", deployments(), messages, data)
+    assert [d["model_info"]["id"] for d in chosen] == ["id-b", "id-b2"]
+    assert (edge.counters.early, edge.counters.routed, edge.counters.timeout) == (0, 1, 0)
+    await edge.close()
+
+
 async def test_plugin_prompt_input_and_call_id(
     plugin_module: Any, recorder: tuple[Recorder, str]
 ) -> None:
