@@ -25,6 +25,7 @@ quotes the text.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -55,18 +56,38 @@ class RoutingText:
 
 
 def routing_text(payload: Mapping[str, Any], kind: ApiKind) -> RoutingText:
-    """The routing input of a decoded request body of API ``kind`` (see the module doc)."""
+    """The routing input of a decoded request body of API ``kind`` (see the module doc).
+
+    JSON may escape a lone surrogate (``"\\ud800"``), which no UTF-8 text (and so no protobuf
+    string) can hold: in the routing text it becomes U+FFFD."""
     if kind == "chat":
-        return RoutingText(messages=_turns(payload.get("messages"), "messages"))
-    if kind == "messages":
+        text = RoutingText(messages=_turns(payload.get("messages"), "messages"))
+    elif kind == "messages":
         system = payload.get("system")
         turns = () if system is None else (("system", _content(system, "'system'")),)
-        return RoutingText(messages=turns + _turns(payload.get("messages"), "messages"))
-    if kind == "completions":
-        return RoutingText(prompt=_texts(payload, "prompt"))
-    if kind == "embeddings":
-        return RoutingText(prompt=_texts(payload, "input"))
-    return RoutingText(messages=_responses_turns(payload))
+        text = RoutingText(messages=turns + _turns(payload.get("messages"), "messages"))
+    elif kind == "completions":
+        text = RoutingText(prompt=_texts(payload, "prompt"))
+    elif kind == "embeddings":
+        text = RoutingText(prompt=_texts(payload, "input"))
+    else:
+        text = RoutingText(messages=_responses_turns(payload))
+    return _encodable(text)
+
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _clean(text: str) -> str:
+    return text if text.isascii() else _LONE_SURROGATE.sub("\ufffd", text)
+
+
+def _encodable(text: RoutingText) -> RoutingText:
+    prompt = None if text.prompt is None else _clean(text.prompt)
+    messages = text.messages
+    if messages is not None:
+        messages = tuple((_clean(role), _clean(content)) for role, content in messages)
+    return RoutingText(prompt, messages)
 
 
 def json_type(value: object) -> str:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -118,24 +117,7 @@ def parse_body(raw: bytes, kind: ApiKind) -> ParsedBody:
     if model is not None and not isinstance(model, str):
         raise MalformedBody(f"'model' must be a string, got {json_type(model)}")
     text = routing_text(payload, kind)
-    return _routable(ParsedBody(payload, model, text.prompt, text.messages))
-
-
-_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-def _clean(text: str) -> str:
-    """JSON may escape a lone surrogate (``"\\ud800"``), which no UTF-8 text can hold: it
-    becomes U+FFFD in the text the engine routes on (the body itself is forwarded as sent)."""
-    return text if text.isascii() else _LONE_SURROGATE.sub("\ufffd", text)
-
-
-def _routable(parsed: ParsedBody) -> ParsedBody:
-    prompt = None if parsed.prompt is None else _clean(parsed.prompt)
-    messages = parsed.messages
-    if messages is not None:
-        messages = tuple((_clean(role), _clean(content)) for role, content in messages)
-    return ParsedBody(parsed.payload, parsed.model, prompt, messages)
+    return ParsedBody(payload, model, text.prompt, text.messages)
 
 
 def rewrite_model(parsed: ParsedBody, model: str) -> bytes:

@@ -37,6 +37,11 @@ BODIES: list[tuple[str, dict[str, Any], str]] = [
         "you are terse\nhello",
     ),
     (
+        "/v1/chat/completions",  # a lone surrogate: legal as a JSON escape, never as UTF-8
+        {"messages": [{"role": "user", "content": "lone \ud800 surrogate"}]},
+        "lone \ufffd surrogate",
+    ),
+    (
         "/v1/messages",
         {"system": "anthropic system", "messages": [{"role": "user", "content": PARTS[:1]}]},
         "anthropic system\npart one",
@@ -65,6 +70,7 @@ def test_both_edges_route_on_the_same_text(path: str, body: dict[str, Any], want
     request = pb.RouteRequest()
     messages, kwargs = _litellm_view(kind, body)
     assert set_input(request, messages, kwargs)
+    assert request.SerializeToString()  # a protobuf string: valid UTF-8 only
     litellm_turns = tuple((t.role, t.content) for t in request.messages.turns) or None
     litellm = _text(request.prompt if request.HasField("prompt") else None, litellm_turns)
     assert _text(envoy.prompt, envoy.messages) == litellm == want
