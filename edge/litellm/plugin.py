@@ -61,7 +61,7 @@ import time
 import weakref
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
 import grpc
@@ -158,9 +158,10 @@ _EARLY_MAX: Final = 4096
 
 @dataclass(frozen=True, slots=True)
 class _Call:
-    """One ``Route`` call: the serialized request (deterministic, so that two builds of the
-    same call compare equal), its request id and the gRPC metadata."""
+    """One ``Route`` call: the request, its deterministic serialization (two builds of the
+    same call compare equal by it), its request id and the gRPC metadata."""
 
+    message: pb.RouteRequest = field(compare=False)
     request: bytes
     request_id: str
     metadata: tuple[tuple[str, str], ...]
@@ -301,14 +302,14 @@ class RouteIQRouter(CustomLogger):
             tracestate = clean(headers.get("tracestate"), 512)
             if tracestate:
                 metadata.append(("tracestate", tracestate))
-        return _Call(request.SerializeToString(deterministic=True), request_id, tuple(metadata))
+        wire = request.SerializeToString(deterministic=True)
+        return _Call(request, wire, request_id, tuple(metadata))
 
     async def _send(self, call: _Call) -> pb.RouteResponse:
         """The ``Route`` call itself, under the deadline (counted from here)."""
         await self._warm_once()
-        request = pb.RouteRequest.FromString(call.request)
         answer: pb.RouteResponse = await self._stub().Route(
-            request, timeout=self.deadline_s, metadata=list(call.metadata)
+            call.message, timeout=self.deadline_s, metadata=list(call.metadata)
         )
         return answer
 
