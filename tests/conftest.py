@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,11 @@ from router_service.proto import pb_grpc
 from router_service.server import RouterServer
 
 ServerFactory = Callable[..., Any]
+
+# LiteLLM, wherever a test imports it, reads its bundled cost map and fetches nothing: the
+# tests reach no address but 127.0.0.1 (and without it an import retries for seconds).
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+os.environ.setdefault("LITELLM_OFFLINE_MODE", "true")
 
 
 @pytest.fixture
