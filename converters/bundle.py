@@ -12,11 +12,11 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from router_service.bundles.manifest import FeaturizerSpec, FileEntry, Manifest
+from router_service.bundles.manifest import FeaturizerSpec, FileEntry, Manifest, PricePriorSpec
 
 __all__ = ["new_version", "write_bundle"]
 
@@ -42,9 +42,13 @@ def write_bundle(
     default_cost_weight: float = 0.0,
     calibration: list[dict[str, float]] | None = None,
     provenance: dict[str, Any] | None = None,
+    ladder: Sequence[float] | None = None,
+    price_prior: PricePriorSpec | None = None,
 ) -> Manifest:
     """Write ``files`` (name → bytes) and the manifest describing them into directory ``out``.
 
+    ``ladder``: the router predicts quality per rung of a price ladder (kind ``tier``), not
+    per model; ``price_prior``: a per-model router's prior for models it was not trained on.
     ``out`` is replaced if it exists. Returns the manifest written.
     """
     entries = {
@@ -65,6 +69,8 @@ def write_bundle(
             "provenance": provenance or {},
             "files": {k: v.model_dump() for k, v in entries.items()},
         }
+        | ({} if ladder is None else {"outputs": "ladder_quality", "ladder": list(ladder)})
+        | ({} if price_prior is None else {"price_prior": price_prior.model_dump()})
     )
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))

@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from converters.datasets import FORMATS
 from converters.features.build import FEATURIZER_KINDS
-from converters.routers import KINDS
+from converters.routers import ROUTER_CHOICES
 
 __all__ = ["main"]
 
@@ -185,7 +185,12 @@ def _parser() -> argparse.ArgumentParser:
 
     train = sub.add_parser("train", help="train a router and write a bundle")
     _data_args(train)
-    train.add_argument("--router", choices=KINDS, default="knn")
+    train.add_argument(
+        "--router",
+        choices=ROUTER_CHOICES,
+        default="knn",
+        help="tier: quality per price rung, routes between any priced models",
+    )
     train.add_argument("--featurizer", choices=FEATURIZER_KINDS, default="tfidf")
     train.add_argument("--out", type=Path, required=True, help="bundle directory to write")
     train.add_argument("--name", help="router name (default: dataset-router-featurizer)")
@@ -194,8 +199,8 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--params", default="{}", help="router hyper-parameters as JSON")
     train.add_argument(
         "--target",
-        default="best-single",
-        help="default λ target: best-single, cost:X or top-share:S",
+        help="default λ target: best-single, cost:X, top-share:S or quality-share:F "
+        "(default: best-single; quality-share:0.97 for tier)",
     )
     train.add_argument(
         "--task-smoothing",
@@ -220,7 +225,8 @@ def _parser() -> argparse.ArgumentParser:
     calibrate.add_argument(
         "--target",
         required=True,
-        help="best-single, cost:X (bundle cost unit) or top-share:S (0..1)",
+        help="best-single, cost:X (bundle cost unit), top-share:S (0..1) or quality-share:F "
+        "(keep F of the best single model's quality, 0..1)",
     )
     calibrate.set_defaults(func=_cmd_calibrate)
 

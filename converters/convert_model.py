@@ -119,6 +119,7 @@ def convert_estimator(
         featurizer=m.featurizer,
         files={**files, "router.onnx": onnx_model.SerializeToString()},
         default_cost_weight=m.default_cost_weight,
+        price_prior=m.price_prior,
         provenance={
             "converted_from": model.name,
             "featurizer_from": f"{m.name}@{m.version}",

@@ -3,6 +3,12 @@
 The default λ is calibrated on a validation slice of the training rows (never the test rows);
 the router is then refitted on all training rows, exported, checked for parity against
 scikit-learn on the test rows, evaluated on the test rows, and written as a bundle.
+
+Router ``tier`` learns quality per rung of the dataset's price ladder
+(:mod:`converters.routers.tier`) with a base kind (``params: {"base": "linear"}`` by default,
+α = 100; ``margin`` and ``span`` tune the ladder); λ then weighs price positions, and it is
+evaluated between the ladder's representative models. Per-model routers record a price prior
+for candidates they were not trained on (:func:`price_prior`).
 """
 
 from __future__ import annotations
@@ -21,14 +27,22 @@ from converters.bundle import write_bundle
 from converters.datasets import RoutingDataset, hash_split, load
 from converters.evaluation.report import Target, calibrate_lambda, evaluate_predictions
 from converters.features.build import BuiltFeaturizer, build_featurizer, encode_all
-from converters.routers import parity_check, smooth_by_task, to_onnx, train_router
-from router_service.bundles.manifest import Manifest
+from converters.routers import KINDS, parity_check, smooth_by_task, to_onnx, train_router
+from converters.routers.tier import PriceLadder, ladder_targets, price_ladder
+from router_service.bundles.manifest import Manifest, PricePriorSpec
 from router_service.onnx_session import make_session
 
-__all__ = ["TrainOptions", "TrainResult", "model_costs", "train_bundle"]
+__all__ = ["TrainOptions", "TrainResult", "model_costs", "price_prior", "train_bundle"]
 
 log = logging.getLogger(__name__)
 F64 = npt.NDArray[np.float64]
+TIER_TARGET = "quality-share:0.97"
+"""A tier router's default λ target: the cheapest routing keeping 97 % of the best single
+model's quality on the validation slice (``best-single`` would put every call on the top rung,
+whose price *is* the best single model's)."""
+TIER_BASE_PARAMS: dict[str, dict[str, Any]] = {"linear": {"alpha": 100.0}}
+"""A tier router's base defaults: a difficulty signal must carry to prompts unlike the
+training data's, and a strongly regularised ridge does (docs/routers.md, "tier")."""
 Step = Callable[[str], None]
 Bar = Callable[[str, int], Callable[[int], None]]
 
@@ -44,7 +58,9 @@ class TrainOptions:
     seed: int = 0
     svd_dims: int | None = 256
     params: dict[str, Any] = field(default_factory=dict)
-    target: str = "best-single"
+    target: str | None = None
+    """Default λ target (see :class:`~converters.evaluation.report.Target`); None:
+    ``best-single``, or :data:`TIER_TARGET` for tier routers."""
     validation_fraction: float = 0.15
     task_smoothing: float = 0.5
     """Training targets shrunk toward their task's mean (1 = off); used when rows have tasks."""
@@ -69,6 +85,60 @@ def model_costs(ds: RoutingDataset) -> tuple[dict[str, float], str]:
     raise ValueError(f"{ds.name}: no prices and no per-query costs; cannot weigh cost")
 
 
+@dataclass
+class _Outputs:
+    """What the router predicts: per model (``ladder`` None), or per rung of a price ladder."""
+
+    base: str
+    params: dict[str, Any]
+    columns: list[int]
+    """Dataset models the router is evaluated between (all, or the ladder's representatives)."""
+    ladder: PriceLadder | None = None
+
+    @classmethod
+    def of(cls, opts: TrainOptions, Y_train: F64, cost: F64) -> _Outputs:
+        if opts.router != "tier":
+            return cls(opts.router, dict(opts.params), list(range(Y_train.shape[1])))
+        params = dict(opts.params)
+        base = str(params.pop("base", "linear"))
+        if base not in KINDS:
+            raise ValueError(f"tier base {base!r}: expected one of {KINDS}")
+        shape = {k: float(params.pop(k)) for k in ("margin", "span") if k in params}
+        ladder = price_ladder(cost, Y_train, **shape)
+        params = TIER_BASE_PARAMS.get(base, {}) | params
+        return cls(base, params, list(ladder.representatives), ladder)
+
+    def default_target(self) -> str:
+        return "best-single" if self.ladder is None else TIER_TARGET
+
+    def targets(self, Y: F64) -> F64:
+        return Y if self.ladder is None else ladder_targets(Y, self.ladder)
+
+    def policy_cost(self) -> F64 | None:
+        return None if self.ladder is None else np.array(self.ladder.positions)
+
+    def fit(self, X: npt.NDArray[np.float32], Y: F64, seed: int) -> Any:
+        return train_router(self.base, X, self.targets(Y), seed=seed, **self.params)
+
+
+def price_prior(cost: F64, Y_train: F64, unit: str) -> PricePriorSpec | None:
+    """A per-model router's cold-start prior: the mean training quality of each rung of the
+    data's price ladder at the rung's price (None when costs are not list prices per 1M
+    tokens, the unit of request prices, or the data has no step up in price)."""
+    if unit != "usd_per_mtok" or (cost <= 0).any():
+        return None
+    try:
+        ladder = price_ladder(cost, Y_train)
+    except ValueError:
+        return None
+    means = ladder_targets(Y_train, ladder).mean(axis=0)
+    return PricePriorSpec(
+        prices=[float(p) for p in ladder.prices],
+        quality=[round(float(q), 6) for q in means],
+        mean_quality=round(float(Y_train.mean()), 6),
+    )
+
+
 def _features(
     built: BuiltFeaturizer, ds: RoutingDataset, bar: Bar, what: str
 ) -> npt.NDArray[np.float32]:
@@ -82,6 +152,7 @@ def _predict(onnx_bytes: bytes, X: npt.NDArray[np.float32]) -> F64:
 
 def _calibrate(
     opts: TrainOptions,
+    outputs: _Outputs,
     X: npt.NDArray[np.float32],
     Y_fit: F64,
     Y: F64,
@@ -91,10 +162,19 @@ def _calibrate(
 ) -> tuple[float, list[dict[str, float]]]:
     """λ from a router fitted on most training rows, judged on the rest (true quality)."""
     inner = hash_split([str(i) for i in range(len(X))], opts.validation_fraction) == "train"
-    step(f"calibrate λ for {opts.target} on {int((~inner).sum())} validation rows")
-    trained = train_router(opts.router, X[inner], Y_fit[inner], seed=opts.seed, **opts.params)
+    target = Target(opts.target or outputs.default_target())
+    step(f"calibrate λ for {target} on {int((~inner).sum())} validation rows")
+    trained = outputs.fit(X[inner], Y_fit[inner], opts.seed)
     S_val = _predict(to_onnx(trained, X.shape[1]).SerializeToString(), X[~inner])
-    return calibrate_lambda(S_val, Y[~inner], Y[inner], cost, Target(opts.target))
+    cols = outputs.columns
+    return calibrate_lambda(
+        S_val,
+        Y[~inner][:, cols],
+        Y[inner][:, cols],
+        cost[cols],
+        target,
+        policy_cost=outputs.policy_cost(),
+    )
 
 
 def train_bundle(opts: TrainOptions, step: Step, bar: Bar) -> TrainResult:
@@ -121,9 +201,13 @@ def train_bundle(opts: TrainOptions, step: Step, bar: Bar) -> TrainResult:
     if train.task is not None and opts.task_smoothing < 1.0:
         step(f"task smoothing {opts.task_smoothing} over {len(set(train.task))} tasks")
         Y_fit = smooth_by_task(Y_train, train.task, opts.task_smoothing)
-    lam, table = _calibrate(opts, X_train, Y_fit, Y_train, cost=cost, step=step)
+    outputs = _Outputs.of(opts, Y_train, cost)
+    if outputs.ladder is not None:
+        rungs = outputs.ladder.describe(ds.models)
+        step(f"price ladder: {', '.join(str(r['members']) for r in rungs)}")
+    lam, table = _calibrate(opts, outputs, X_train, Y_fit, Y_train, cost=cost, step=step)
     step(f"train {opts.router} on {X_train.shape}")
-    trained = train_router(opts.router, X_train, Y_fit, seed=opts.seed, **opts.params)
+    trained = outputs.fit(X_train, Y_fit, opts.seed)
     model = to_onnx(trained, X_train.shape[1])
     parity = parity_check(trained, model, X_test)
     step(
@@ -133,13 +217,15 @@ def train_bundle(opts: TrainOptions, step: Step, bar: Bar) -> TrainResult:
     if parity["tie_aware_agreement"] < 1.0:
         raise ValueError(f"parity check failed: ONNX and scikit-learn decide differently: {parity}")
     router_blob = model.SerializeToString()
+    cols = outputs.columns
     report = evaluate_predictions(
         _predict(router_blob, X_test),
-        test.quality.astype(np.float64),
-        Y_train,
-        cost,
+        test.quality[:, cols].astype(np.float64),
+        Y_train[:, cols],
+        cost[cols],
         lam=lam,
-        models=ds.models,
+        models=[ds.models[j] for j in cols],
+        policy_cost=outputs.policy_cost(),
     )
     name = opts.name or f"{ds.name.split(':')[0]}-{opts.router}-{opts.featurizer}"
     provenance = {
@@ -149,14 +235,17 @@ def train_bundle(opts: TrainOptions, step: Step, bar: Bar) -> TrainResult:
         "split": "dataset split (train/test); λ calibrated on a hash slice of train",
         "train_rows": train.n_queries,
         "test_rows": test.n_queries,
-        "router_params": trained.params,
+        "router_params": trained.params
+        | ({"base": outputs.base} if outputs.ladder is not None else {}),
         "fit_seconds": round(trained.fit_seconds, 3),
         "parity": parity,
         "featurizer_parity": built.parity,
-        "target": opts.target,
+        "target": opts.target or outputs.default_target(),
         "metrics": {k: report[k] for k in ("router", "best_single", "oracle", "random")}
         | ({"apgr": report["apgr"]["apgr"]} if "apgr" in report else {}),
     }
+    if outputs.ladder is not None:
+        provenance["ladder"] = outputs.ladder.describe(ds.models)
     manifest = write_bundle(
         opts.out,
         name=name,
@@ -169,5 +258,7 @@ def train_bundle(opts: TrainOptions, step: Step, bar: Bar) -> TrainResult:
         default_cost_weight=lam,
         calibration=table,
         provenance=provenance,
+        ladder=None if outputs.ladder is None else outputs.ladder.positions,
+        price_prior=None if outputs.ladder is not None else price_prior(cost, Y_train, unit),
     )
     return TrainResult(manifest, report, time.perf_counter() - start)

@@ -262,6 +262,10 @@ class Settings(BaseSettings):
         default_factory=list, description="router bundle directories; each serves by its name"
     )
     bundle_max_file_bytes: int = Field(256 * 1024 * 1024, ge=1024)
+    aliases: dict[str, dict[str, str]] = Field(
+        default_factory=dict,
+        description="per bundle router: candidate name -> the bundle model it stands for",
+    )
     default_router: str | None = Field(None, description="unset: the first bundle, else 'cheapest'")
     fallback_strategy: str = Field("fallback", description="static kind used when a router fails")
     strategies: dict[str, str] = Field(

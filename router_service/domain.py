@@ -16,6 +16,7 @@ __all__ = [
     "Decision",
     "Outcome",
     "Policy",
+    "QualityBasis",
     "RouteInput",
     "Source",
 ]
@@ -87,15 +88,26 @@ class RouteInput:
         return ""
 
 
+class QualityBasis(enum.IntEnum):
+    """What a candidate's predicted quality rests on; values match the proto enum."""
+
+    NONE = 0
+    PREDICTED = 1
+    PRICE_LADDER = 2
+    PRICE_PRIOR = 3
+
+
 class CandidateScore(NamedTuple):
     """One candidate's line of an answer: the value the strategy maximised (higher is better),
-    and the predicted quality and the cost it used, when known. A named tuple: every decision
-    builds one per candidate, and a frozen dataclass costs three times as much to make."""
+    and the predicted quality (and what it rests on) and the cost it used, when known. A named
+    tuple: every decision builds one per candidate, and a frozen dataclass costs three times as
+    much to make."""
 
     model: str
     score: float
     quality: float | None = None
     cost: float | None = None
+    basis: QualityBasis = QualityBasis.NONE
 
 
 @dataclass(frozen=True, slots=True)

@@ -133,13 +133,21 @@ def build_engine(
 def load_routers(settings: Settings, registry: StrategyRegistry) -> RouterTable:
     """Static routers from the config plus one router per bundle; ConfigError on a clash."""
     static: list[LoadedRouter] = StaticSource(settings.routers, registry).load()
-    learned = BundleDirSource(settings.bundles, settings.bundle_max_file_bytes).load()
+    learned = BundleDirSource(
+        settings.bundles, settings.bundle_max_file_bytes, settings.aliases
+    ).load()
     table: dict[str, LoadedRouter] = {}
     for router in [*static, *learned]:
         if router.name in table:
             raise ConfigError(f"two routers are named {router.name!r}")
         table[router.name] = router
     default = settings.resolved_default([r.name for r in learned])
+    orphans = sorted(set(settings.aliases) - {r.name for r in learned})
+    if orphans:
+        raise ConfigError(
+            f"aliases name routers that are not loaded bundles: {', '.join(orphans)}; "
+            f"bundles: {', '.join(sorted(r.name for r in learned)) or 'none'}"
+        )
     unknown = sorted(set(settings.engine.router_timeouts_ms) - set(table))
     if unknown:
         raise ConfigError(

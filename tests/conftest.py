@@ -99,10 +99,9 @@ def _session_temp_dir() -> Iterator[Path]:
     shutil.rmtree(root, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
-def default_bundle() -> Path:
-    """The default learned router exactly as `make run` builds it (`make bundle`: KNN over
-    TF-IDF on the LLMRouter data shipped in converters/data; ~10 s the first time)."""
+def _make_bundles() -> Path:
+    """`make bundle`, as `make run` runs it: the bundles directory (~10 s per bundle the first
+    time, then nothing)."""
     import subprocess
 
     from tests.support.procs import REPO
@@ -111,4 +110,18 @@ def default_bundle() -> Path:
         ["make", "bundle"], check=False, cwd=REPO, capture_output=True, text=True, timeout=900
     )
     assert made.returncode == 0, made.stdout + made.stderr
-    return REPO / "var" / "bundles" / "default"
+    return REPO / "var" / "bundles"
+
+
+@pytest.fixture(scope="session")
+def default_bundle() -> Path:
+    """The default learned router exactly as `make run` builds it (KNN over TF-IDF on the
+    LLMRouter data shipped in converters/data)."""
+    return _make_bundles() / "default"
+
+
+@pytest.fixture(scope="session")
+def tier_bundle() -> Path:
+    """The tier router exactly as `make run` builds it (linear over TF-IDF per price rung of
+    the LLMRouter data shipped in converters/data)."""
+    return _make_bundles() / "tier"

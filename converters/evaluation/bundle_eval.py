@@ -4,6 +4,7 @@ with the service's own verifier and loader, and its ONNX featurizer and router s
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,10 +15,13 @@ from converters.bundle import new_version, write_bundle
 from converters.datasets import RoutingDataset, load
 from converters.evaluation.report import Target, calibrate_lambda, evaluate_predictions
 from converters.features.build import BuiltFeaturizer, build_featurizer, encode_all
+from converters.routers.tier import price_ladder
+from converters.train import model_costs
 from router_service.bundles.loader import load_bundle
 from router_service.bundles.manifest import Manifest
 from router_service.bundles.verify import verify_bundle
-from router_service.strategies.learned import OnnxQualityRouter
+from router_service.strategies.learned import OnnxPredictor
+from router_service.strategies.tier import ladder_quality
 
 __all__ = ["bundle_scores", "calibrate_bundle", "evaluate_bundle"]
 
@@ -26,15 +30,41 @@ Bar = Callable[[str, int], Callable[[int], None]]
 MAX_FILE_BYTES = 1 << 30
 
 
-def _columns(manifest: Manifest, ds: RoutingDataset) -> list[int]:
-    missing = [m for m in manifest.models if m not in ds.models]
-    if missing:
-        raise ValueError(f"the dataset has no quality for the bundle's models: {missing}")
-    return [ds.models.index(m) for m in manifest.models]
+@dataclass(frozen=True)
+class _View:
+    """The dataset models a bundle is judged between, their predicted quality ``S``, their
+    cost, and what λ weighs (their price positions for a tier router, else the cost)."""
+
+    models: list[str]
+    columns: list[int]
+    S: F64
+    cost: F64
+    policy_cost: F64 | None
+
+
+def _view(manifest: Manifest, outputs: F64, ds: RoutingDataset) -> _View:
+    """A per-model bundle is judged between its own models (the dataset must have them); a
+    tier bundle between the dataset's own price-ladder representatives (any models: what a
+    user would deploy), at their positions."""
+    if manifest.ladder is None:
+        missing = [m for m in manifest.models if m not in ds.models]
+        if missing:
+            raise ValueError(f"the dataset has no quality for the bundle's models: {missing}")
+        cols = [ds.models.index(m) for m in manifest.models]
+        cost = np.array([manifest.model_costs[m] for m in manifest.models], dtype=np.float64)
+        return _View(list(manifest.models), cols, outputs, cost, None)
+    costs, _ = model_costs(ds)
+    cost_all = np.array([costs[m] for m in ds.models], dtype=np.float64)
+    ladder = price_ladder(cost_all, ds.train().quality)
+    cols = list(ladder.representatives)
+    S = ladder_quality(outputs, manifest.ladder, ladder.positions)
+    positions = np.array(ladder.positions)
+    return _View([ds.models[j] for j in cols], cols, S, cost_all[cols], positions)
 
 
 def bundle_scores(bundle: Path, rows: RoutingDataset, bar: Bar) -> tuple[F64, Manifest]:
-    """Predicted quality ``[n, m]`` (bundle model order) for the rows' queries."""
+    """The router's outputs for the rows' queries: quality ``[n, m]`` per bundle model, or
+    ``[n, rungs]`` per rung of a tier bundle's ladder."""
     router = load_bundle(bundle, MAX_FILE_BYTES)
     manifest = verify_bundle(bundle, MAX_FILE_BYTES).manifest
     spec = manifest.featurizer
@@ -46,7 +76,7 @@ def bundle_scores(bundle: Path, rows: RoutingDataset, bar: Bar) -> tuple[F64, Ma
             spec, {}, router.featurizer.featurize, batch=1 if spec.quantized else 64
         )
     X = encode_all(built, rows.queries, bar("featurize", rows.n_queries))
-    assert isinstance(router.strategy, OnnxQualityRouter)
+    assert isinstance(router.strategy, OnnxPredictor)
     return router.strategy.predict_batch(X), manifest
 
 
@@ -59,13 +89,18 @@ def evaluate_bundle(
 ) -> tuple[dict[str, Any], Manifest]:
     ds = load(data, fmt)
     rows = _split(ds, split)
-    S, manifest = bundle_scores(bundle, rows, bar)
-    cols = _columns(manifest, ds)
-    cost = np.array([manifest.model_costs[m] for m in manifest.models], dtype=np.float64)
+    outputs, manifest = bundle_scores(bundle, rows, bar)
+    v = _view(manifest, outputs, ds)
     lam = manifest.default_cost_weight if cost_weight is None else cost_weight
-    Y = rows.quality[:, cols].astype(np.float64)
-    Y_train = ds.train().quality[:, cols].astype(np.float64)
-    report = evaluate_predictions(S, Y, Y_train, cost, lam=lam, models=manifest.models)
+    report = evaluate_predictions(
+        v.S,
+        rows.quality[:, v.columns].astype(np.float64),
+        ds.train().quality[:, v.columns].astype(np.float64),
+        v.cost,
+        lam=lam,
+        models=v.models,
+        policy_cost=v.policy_cost,
+    )
     report["bundle"] = {
         "name": manifest.name,
         "version": manifest.version,
@@ -83,15 +118,15 @@ def calibrate_bundle(
     was not trained on); rewrites the bundle in place under a new version."""
     ds = load(data, fmt)
     rows = _split(ds, split)
-    S, manifest = bundle_scores(bundle, rows, bar)
-    cols = _columns(manifest, ds)
-    cost = np.array([manifest.model_costs[m] for m in manifest.models], dtype=np.float64)
+    outputs, manifest = bundle_scores(bundle, rows, bar)
+    v = _view(manifest, outputs, ds)
     lam, table = calibrate_lambda(
-        S,
-        rows.quality[:, cols].astype(np.float64),
-        ds.train().quality[:, cols].astype(np.float64),
-        cost,
+        v.S,
+        rows.quality[:, v.columns].astype(np.float64),
+        ds.train().quality[:, v.columns].astype(np.float64),
+        v.cost,
         Target(target),
+        policy_cost=v.policy_cost,
     )
     files = {name: (bundle / name).read_bytes() for name in manifest.files}
     provenance = dict(manifest.provenance) | {
@@ -116,5 +151,7 @@ def calibrate_bundle(
         default_cost_weight=lam,
         calibration=table,
         provenance=provenance,
+        ladder=manifest.ladder,
+        price_prior=manifest.price_prior,
     )
     return lam, new

@@ -239,12 +239,19 @@ def default_lambdas(S: npt.ArrayLike, cost: npt.ArrayLike, n: int = 41) -> F64:
 
 
 def cost_quality_curve(
-    S: npt.ArrayLike, Y: npt.ArrayLike, cost: npt.ArrayLike, lambdas: Sequence[float] | F64
+    S: npt.ArrayLike,
+    Y: npt.ArrayLike,
+    cost: npt.ArrayLike,
+    lambdas: Sequence[float] | F64,
+    policy_cost: npt.ArrayLike | None = None,
 ) -> list[CurvePoint]:
-    """Operating points of :func:`choose_utility` for each λ (in the order given)."""
+    """Operating points of :func:`choose_utility` for each λ (in the order given).
+    ``policy_cost`` is what λ weighs when it is not ``cost`` itself (a tier router weighs
+    price positions); the points report ``cost``."""
+    weighed = cost if policy_cost is None else policy_cost
     out = []
     for lam in lambdas:
-        res = evaluate_choice(choose_utility(S, cost, float(lam)), Y, cost)
+        res = evaluate_choice(choose_utility(S, weighed, float(lam)), Y, cost)
         out.append(CurvePoint(float(lam), res.avg_cost, res.avg_quality))
     return out
 

@@ -19,15 +19,18 @@ F64 = npt.NDArray[np.float64]
 
 class Target:
     """A calibration target: ``best-single`` (cost ≤ the best single model's), an average cost
-    (``cost:X``, in the bundle's cost unit), or a share of calls to the most expensive model
-    (``top-share:S``, 0..1)."""
+    (``cost:X``, in the bundle's cost unit), a share of calls to the most expensive model
+    (``top-share:S``, 0..1), or a share of the best single model's quality kept at the lowest
+    cost (``quality-share:F``, 0..1)."""
+
+    KINDS = ("best-single", "cost", "top-share", "quality-share")
 
     def __init__(self, spec: str) -> None:
         kind, _, value = spec.partition(":")
-        if kind not in ("best-single", "cost", "top-share") or (
-            kind != "best-single" and not value
-        ):
-            raise ValueError(f"target {spec!r}: use best-single, cost:X or top-share:S")
+        if kind not in self.KINDS or (kind != "best-single" and not value):
+            raise ValueError(
+                f"target {spec!r}: use best-single, cost:X, top-share:S or quality-share:F"
+            )
         self.kind = kind
         self.value = float(value) if value else 0.0
 
@@ -41,31 +44,46 @@ def _top_share(S: F64, cost: F64, lam: float) -> float:
 
 
 def calibrate_lambda(
-    S: F64, Y: F64, Y_ref: F64, cost: F64, target: Target
+    S: F64,
+    Y: F64,
+    Y_ref: F64,
+    cost: F64,
+    target: Target,
+    *,
+    policy_cost: F64 | None = None,
 ) -> tuple[float, list[dict[str, float]]]:
-    """The smallest λ meeting ``target`` on these rows, and the calibration table (the sweep).
+    """The λ meeting ``target`` on these rows, and the calibration table (the sweep).
 
-    ``Y_ref`` picks the best single model (use training rows). When no λ meets the target, the
-    largest λ of the sweep (cheapest routing) is returned.
+    Cost targets take the smallest λ whose average cost is within budget (when none is, the
+    largest λ of the sweep: the cheapest routing); ``quality-share`` the cheapest point keeping
+    the quality (when none does, λ = 0). ``Y_ref`` picks the best single model (use training
+    rows). ``policy_cost``: what λ weighs, when not ``cost`` (see
+    :func:`~converters.evaluation.policies.cost_quality_curve`).
     """
-    lambdas = ev.default_lambdas(S, cost)
-    curve = ev.cost_quality_curve(S, Y, cost, lambdas)
+    weighed = cost if policy_cost is None else policy_cost
+    lambdas = ev.default_lambdas(S, weighed)
+    curve = ev.cost_quality_curve(S, Y, cost, lambdas, weighed)
     table = [
         {
             "cost_weight": p.lam,
             "avg_quality": p.avg_quality,
             "avg_cost": p.avg_cost,
-            "top_cost_share": _top_share(S, cost, p.lam),
+            "top_cost_share": _top_share(S, weighed, p.lam),
         }
         for p in curve
     ]
+    best = ev.best_single_index(Y_ref, cost)
+    if target.kind == "quality-share":
+        floor = target.value * float(Y[:, best].mean())
+        kept = [row for row in table if row["avg_quality"] >= floor - 1e-12]
+        if not kept:
+            return 0.0, table
+        cheapest = min(kept, key=lambda r: (r["avg_cost"], r["cost_weight"]))
+        return float(cheapest["cost_weight"]), table
     if target.kind == "top-share":
         ok = [row for row in table if row["top_cost_share"] <= target.value + 1e-12]
     else:
-        budget = target.value
-        if target.kind == "best-single":
-            best = ev.best_single_index(Y_ref, cost)
-            budget = float(cost[best])
+        budget = float(cost[best]) if target.kind == "best-single" else target.value
         ok = [row for row in table if row["avg_cost"] <= budget + 1e-12]
     chosen = (
         min(ok, key=lambda r: r["cost_weight"])
@@ -76,12 +94,21 @@ def calibrate_lambda(
 
 
 def evaluate_predictions(
-    S: F64, Y_test: F64, Y_train: F64, cost: F64, *, lam: float, models: Sequence[str]
+    S: F64,
+    Y_test: F64,
+    Y_train: F64,
+    cost: F64,
+    *,
+    lam: float,
+    models: Sequence[str],
+    policy_cost: F64 | None = None,
 ) -> dict[str, Any]:
-    """Everything ``routeiq-bundle eval`` reports, as plain JSON-able data."""
-    routed = ev.evaluate_choice(ev.choose_utility(S, cost, lam), Y_test, cost)
+    """Everything ``routeiq-bundle eval`` reports, as plain JSON-able data. ``policy_cost``:
+    what λ weighs, when not ``cost`` (a tier router's price positions)."""
+    weighed = cost if policy_cost is None else policy_cost
+    routed = ev.evaluate_choice(ev.choose_utility(S, weighed, lam), Y_test, cost)
     base = ev.baselines(Y_train, Y_test, cost)
-    curve = ev.cost_quality_curve(S, Y_test, cost, ev.default_lambdas(S, cost))
+    curve = ev.cost_quality_curve(S, Y_test, cost, ev.default_lambdas(S, weighed), weighed)
     singles = [(float(cost[j]), float(Y_test[:, j].mean())) for j in range(len(models))]
     gain = ev.frontier_gain(curve, singles)
     out: dict[str, Any] = {

@@ -34,6 +34,10 @@ Kinds (:data:`KINDS`):
   ``fixed`` and ``elo`` graphs broadcast the constant row to the batch:
   ``Shape``/``Concat``/``Expand``.
 
+``tier`` (:data:`ROUTER_CHOICES`, not a fit of its own): any kind above trained on the quality
+per rung of the data's price ladder (:mod:`converters.routers.tier`), so it serves between any
+priced models.
+
 ONNX contract (:func:`to_onnx`): input ``features`` float32 ``[None, d]``, output ``quality``
 float32 ``[None, m]``; target opset :data:`OPSET`, IR version :data:`IR_VERSION`.
 :func:`router_op_types` lists the ``(domain, op_type)`` pairs each kind can emit.
@@ -56,9 +60,13 @@ from converters.routers.persist import (
     save_skops,
 )
 
+ROUTER_CHOICES = (*KINDS, "tier")
+"""What ``routeiq-bundle train --router`` accepts."""
+
 __all__ = [
     "KINDS",
     "PICKLE_ENV",
+    "ROUTER_CHOICES",
     "SKOPS_TRUSTED_TYPES",
     "PickleRefusedError",
     "TrainedRouter",

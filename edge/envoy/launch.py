@@ -1,15 +1,15 @@
 """Run the local Envoy edge: the RouteIQ Router service and Envoy together, in one command.
 
-    python -m edge.envoy.launch --demo --bundle var/bundles/default   # fake upstreams
+    python -m edge.envoy.launch --demo --bundle var/bundles/default --bundle var/bundles/tier
     python -m edge.envoy.launch --upstream-a 127.0.0.1:8001 --upstream-b ... --upstream-c ...
 
 The service runs ``routeiq-router serve --config edge/envoy/routeiq.yaml`` (ext_proc on its gRPC
 port) with the ``--bundle`` directories given; Envoy runs ``edge/envoy/envoy.yaml`` rendered
 with the ports below and writes its JSON access log to stdout. Upstream A serves ``--model-a``,
 B serves ``--model-b``, C is the default route (requests the service did not route). The
-defaults name two models the default learned router knows (trained on the LLMRouter data), so
-the demo's ``auto`` route is decided by that router: the deployments behind A and B stand for
-those models. Ctrl-C (or SIGTERM) stops both; if either exits,
+defaults are the candidates of ``routeiq.yaml``'s routes, which its ``auto`` route leaves to the
+tier router (any priced models; the bundle ``make bundle`` builds in ``var/bundles/tier``).
+Ctrl-C (or SIGTERM) stops both; if either exits,
 the other is stopped and the exit code is passed on. Envoy is ``--envoy``, else
 ``.tools/bin/envoy`` (``make tools``), else ``envoy`` on PATH.
 """
@@ -65,11 +65,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", type=Path, default=HERE / "routeiq.yaml", help="service config")
     parser.add_argument("--template", type=Path, default=HERE / "envoy.yaml", help="Envoy template")
     parser.add_argument("--envoy", help="Envoy binary")
+    parser.add_argument("--model-a", default="openai/gpt-4o", help="model served by upstream A")
     parser.add_argument(
-        "--model-a", default="llama-3.1-nemotron-51b-instruct", help="model served by upstream A"
-    )
-    parser.add_argument(
-        "--model-b", default="qwen2.5-7b-instruct", help="model served by upstream B"
+        "--model-b", default="openai/gpt-4o-mini", help="model served by upstream B"
     )
     parser.add_argument(
         "--bundle", type=Path, action="append", default=[], help="router bundle to serve"

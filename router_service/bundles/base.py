@@ -14,9 +14,12 @@ __all__ = ["LoadedRouter", "RouterSource", "RouterTable"]
 
 @dataclass(frozen=True, slots=True)
 class LoadedRouter:
-    """A router ready to serve. ``sha256`` identifies its artifacts (cache keys);
-    ``featurizer_cost_ms`` is its featurizer's measured p99 per prompt, when the bundle
-    recorded one (it sizes the router's time budget)."""
+    """A router ready to serve. ``models`` are the candidate names a learned router can score
+    (empty: any, e.g. static strategies and price-ladder routers); ``outputs`` is the width of
+    its prediction row (0: no separate prediction step); ``aliases`` map other candidate names
+    to ``models``; ``sha256`` identifies its artifacts
+    (cache keys); ``featurizer_cost_ms`` is its featurizer's measured p99 per prompt, when the
+    bundle recorded one (it sizes the router's time budget)."""
 
     name: str
     kind: str
@@ -24,6 +27,8 @@ class LoadedRouter:
     strategy: Strategy
     featurizer: Featurizer | None = None
     models: tuple[str, ...] = ()
+    outputs: int = 0
+    aliases: Mapping[str, str] = field(default_factory=dict)
     sha256: str = ""
     featurizer_cost_ms: float | None = None
 

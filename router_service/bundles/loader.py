@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +16,8 @@ from router_service.featurizers.base import Featurizer
 from router_service.featurizers.minilm import MiniLMFeaturizer
 from router_service.featurizers.onnx_text import ClientEmbedding, OnnxTextFeaturizer
 from router_service.onnx_session import make_session
-from router_service.strategies.learned import OnnxQualityRouter
+from router_service.strategies.learned import OnnxPredictor, OnnxQualityRouter, PricePrior
+from router_service.strategies.tier import PriceLadderRouter
 
 __all__ = ["BundleDirSource", "load_bundle"]
 
@@ -42,9 +43,20 @@ def _featurizer(bundle: VerifiedBundle) -> Featurizer:
     )
 
 
-def _strategy(bundle: VerifiedBundle) -> OnnxQualityRouter:
+def _strategy(bundle: VerifiedBundle, aliases: Mapping[str, str]) -> OnnxPredictor:
     m: Manifest = bundle.manifest
     session = make_session(bundle.blobs[m.router.file])
+    per_mtok = m.cost_unit == "usd_per_mtok"
+    if m.ladder is not None:
+        return PriceLadderRouter(
+            m.router_kind,
+            session=session,
+            input_name=m.router.input,
+            output_name=m.router.output,
+            ladder=m.ladder,
+            model_prices=m.model_costs if per_mtok else {},
+            default_cost_weight=m.default_cost_weight,
+        )
     return OnnxQualityRouter(
         m.router_kind,
         session=session,
@@ -52,12 +64,23 @@ def _strategy(bundle: VerifiedBundle) -> OnnxQualityRouter:
         output_name=m.router.output,
         models=m.models,
         model_costs=m.model_costs,
-        prices_apply=m.cost_unit == "usd_per_mtok",
+        prices_apply=per_mtok,
         default_cost_weight=m.default_cost_weight,
+        aliases=aliases,
+        prior=None
+        if m.price_prior is None
+        else PricePrior(
+            tuple(m.price_prior.prices), tuple(m.price_prior.quality), m.price_prior.mean_quality
+        ),
     )
 
 
-def _warm(router: OnnxQualityRouter, featurizer: Featurizer, m: Manifest) -> None:
+def _outputs(m: Manifest) -> int:
+    """Width of the router's prediction row."""
+    return len(m.ladder) if m.ladder is not None else len(m.models)
+
+
+def _warm(router: OnnxPredictor, featurizer: Featurizer, m: Manifest) -> None:
     """Run the whole path once: loads lazily-built kernels and proves the shapes agree."""
     if isinstance(featurizer, ClientEmbedding):
         features = np.zeros((1, m.featurizer.dim), dtype=np.float32)
@@ -66,17 +89,38 @@ def _warm(router: OnnxQualityRouter, featurizer: Featurizer, m: Manifest) -> Non
     if features.shape != (1, m.featurizer.dim):
         raise BundleError(f"featurizer gave {features.shape}, manifest says dim {m.featurizer.dim}")
     quality = router.predict(features)
-    if quality.shape != (len(m.models),):
-        raise BundleError(f"router gave {quality.shape} outputs for {len(m.models)} models")
+    if quality.shape != (_outputs(m),):
+        raise BundleError(f"router gave {quality.shape} outputs, manifest says {_outputs(m)}")
 
 
-def load_bundle(path: Path, max_file_bytes: int) -> LoadedRouter:
-    """Verify, build and warm one bundle; :class:`BundleError` when anything is wrong."""
+def _check_aliases(m: Manifest, aliases: Mapping[str, str]) -> None:
+    if aliases and m.ladder is not None:
+        raise BundleError(
+            f"aliases for {m.name!r}: a tier router routes any priced model, it needs none"
+        )
+    wrong = sorted(f"{a} -> {t}" for a, t in aliases.items() if t not in m.models)
+    if wrong:
+        raise BundleError(
+            f"aliases for {m.name!r} name models it was not trained on: {', '.join(wrong)}; "
+            f"its models: {', '.join(m.models)}"
+        )
+    shadowing = sorted(a for a in aliases if a in m.models)
+    if shadowing:
+        raise BundleError(f"aliases for {m.name!r} rename its own models: {', '.join(shadowing)}")
+
+
+def load_bundle(
+    path: Path, max_file_bytes: int, aliases: Mapping[str, Mapping[str, str]] | None = None
+) -> LoadedRouter:
+    """Verify, build and warm one bundle; :class:`BundleError` when anything is wrong.
+    ``aliases``: per router name, candidate names that stand for one of its models."""
     bundle = verify_bundle(path, max_file_bytes)
     m = bundle.manifest
+    mine = dict((aliases or {}).get(m.name, {}))
+    _check_aliases(m, mine)
     try:
         featurizer = _featurizer(bundle)
-        strategy = _strategy(bundle)
+        strategy = _strategy(bundle, mine)
         _warm(strategy, featurizer, m)
     except BundleError:
         raise
@@ -96,7 +140,9 @@ def load_bundle(path: Path, max_file_bytes: int) -> LoadedRouter:
         version=m.version,
         strategy=strategy,
         featurizer=featurizer,
-        models=tuple(m.models),
+        models=() if m.ladder is not None else tuple(m.models),
+        outputs=_outputs(m),
+        aliases=mine,
         sha256=bundle.sha256,
         featurizer_cost_ms=m.featurizer.cost_ms_p99,
     )
@@ -105,9 +151,15 @@ def load_bundle(path: Path, max_file_bytes: int) -> LoadedRouter:
 class BundleDirSource:
     """Routers from bundle directories, one router per bundle (named by its manifest)."""
 
-    def __init__(self, paths: Sequence[Path], max_file_bytes: int) -> None:
+    def __init__(
+        self,
+        paths: Sequence[Path],
+        max_file_bytes: int,
+        aliases: Mapping[str, Mapping[str, str]] | None = None,
+    ) -> None:
         self._paths = list(paths)
         self._max = max_file_bytes
+        self._aliases = aliases or {}
 
     def load(self) -> list[LoadedRouter]:
-        return [load_bundle(p, self._max) for p in self._paths]
+        return [load_bundle(p, self._max, self._aliases) for p in self._paths]

@@ -1,6 +1,10 @@
 """The bundle manifest (``manifest.json``): what a router bundle contains and means.
 
 Written by ``converters`` (``routeiq-bundle train|convert``), read and verified by the service.
+``outputs`` says what the router predicts: ``quality`` per model of ``models``, or
+``ladder_quality`` per rung of ``ladder`` (router kind ``tier``; ``models`` then lists the
+training models, whose ``model_costs`` price candidates of those names).
+
 A bundle is a directory: ``manifest.json``, ``router.onnx``, and for text routers
 ``featurizer.onnx`` (+ ``tokenizer.json`` for MiniLM). ``files`` records the sha256 and size of
 every other file; the bundle's own sha256 is the hash of ``manifest.json`` itself, so it changes
@@ -9,6 +13,7 @@ whenever any file does.
 
 from __future__ import annotations
 
+import itertools
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -19,6 +24,7 @@ __all__ = [
     "FeaturizerSpec",
     "FileEntry",
     "Manifest",
+    "PricePriorSpec",
     "RouterSpecOnnx",
 ]
 
@@ -66,6 +72,26 @@ class RouterSpecOnnx(_Strict):
     output: str = "quality"
 
 
+class PricePriorSpec(_Strict):
+    """A per-model router's cold-start prior for candidates it was not trained on (see
+    :class:`router_service.strategies.learned.PricePrior`): mean training quality at
+    ``prices`` (USD per 1M tokens, increasing), and the training models' overall mean."""
+
+    prices: list[float] = Field(min_length=1)
+    quality: list[float] = Field(min_length=1)
+    mean_quality: float
+
+    @model_validator(mode="after")
+    def _shape(self) -> PricePriorSpec:
+        if len(self.prices) != len(self.quality):
+            raise ValueError("price_prior needs one quality per price")
+        if any(p <= 0 for p in self.prices) or any(
+            b <= a for a, b in itertools.pairwise(self.prices)
+        ):
+            raise ValueError("price_prior prices must be > 0 and increasing")
+        return self
+
+
 class CalibrationPoint(_Strict):
     cost_weight: float
     avg_quality: float
@@ -78,7 +104,16 @@ class Manifest(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
     version: str = Field(min_length=1, max_length=128)
     router_kind: str
-    outputs: Literal["quality"] = "quality"
+    outputs: Literal["quality", "ladder_quality"] = Field(
+        "quality",
+        description="quality: one predicted quality per entry of models; ladder_quality: one "
+        "per rung of ladder (router kind tier: routes between any priced models)",
+    )
+    ladder: list[float] | None = Field(
+        None,
+        description="ladder_quality only: each output's position on the candidates' log-price "
+        "scale, from 0 (cheapest) to 1 (most expensive), increasing",
+    )
     models: list[str] = Field(min_length=1)
     model_costs: dict[str, float] = Field(
         description="per model, in cost_unit; used when the request gives no prices"
@@ -86,6 +121,9 @@ class Manifest(_Strict):
     cost_unit: Literal["usd_per_mtok", "usd_per_query"] = "usd_per_mtok"
     featurizer: FeaturizerSpec
     router: RouterSpecOnnx = RouterSpecOnnx()
+    price_prior: PricePriorSpec | None = Field(
+        None, description="per-model routers: quality prior for candidates priced per 1M tokens"
+    )
     default_cost_weight: float = Field(0.0, ge=0)
     calibration: list[CalibrationPoint] = Field(default_factory=list)
     provenance: dict[str, Any] = Field(default_factory=dict)
@@ -95,6 +133,17 @@ class Manifest(_Strict):
     def _consistent(self) -> Manifest:
         if len(set(self.models)) != len(self.models):
             raise ValueError("models must be unique")
+        if (self.outputs == "ladder_quality") != (self.ladder is not None):
+            raise ValueError("ladder is required for outputs ladder_quality, and only for it")
+        if self.ladder is not None:
+            rungs = self.ladder
+            if (
+                len(rungs) < 2
+                or rungs[0] != 0.0
+                or rungs[-1] != 1.0
+                or any(b <= a for a, b in itertools.pairwise(rungs))
+            ):
+                raise ValueError(f"ladder must increase from 0 to 1 with 2+ rungs, got {rungs}")
         missing = [m for m in self.models if m not in self.model_costs]
         if missing:
             raise ValueError(f"model_costs lacks: {', '.join(missing)}")

@@ -253,11 +253,11 @@ class DecisionEngine:
             digest = vector_digest(req.embedding)
         else:
             digest = text_digest(req.text())
-        pkey = ""  # predictions are cached for scored routers that name their models
-        if plan.scored is not None and router.models:
+        pkey = ""  # predictions are cached for scored routers of a known output width
+        if plan.scored is not None and router.outputs:
             pkey = prediction_key(router.sha256, scope, digest)
             quality = await self._cache.get(pkey, PREDICTIONS)
-            if quality is not None and quality.shape == (len(router.models),):
+            if quality is not None and quality.shape == (router.outputs,):
                 return plan.scored.choose_scored(req, quality, health), True
         features, fkey = await self._cached_features(router, req, scope, digest)
         text = req.text() if features is None else None
@@ -313,7 +313,7 @@ class DecisionEngine:
             if self._metrics is None
             else functools.partial(self._metrics.observe_batch, router.name),
         )
-        plan = _Plan(router, batcher, scored, frozenset(router.models))
+        plan = _Plan(router, batcher, scored, frozenset(router.models) | set(router.aliases))
         self._plans[router.name] = plan
         return plan
 

@@ -85,7 +85,7 @@ def decision_to_pb(decision: Decision) -> pb.RouteResponse:
     )
     add = msg.scores.add  # in place: a third cheaper than building a list of messages first
     for s in decision.scores:
-        add(model=s.model, score=s.score, quality=s.quality, cost=s.cost)
+        add(model=s.model, score=s.score, quality=s.quality, cost=s.cost, basis=int(s.basis))
     return msg
 
 

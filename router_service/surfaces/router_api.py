@@ -48,6 +48,7 @@ class RouterServicer(pb_grpc.RouterServicer):
                     version=r.version,
                     is_default=r.name == table.default,
                     models=list(r.models),
+                    aliases=dict(r.aliases),
                 )
                 for r in sorted(table.routers.values(), key=lambda r: r.name)
             ],

@@ -1,6 +1,7 @@
-"""Both edge demos, as `make edge` and `make edge-envoy` run them, route with the learned
-default router: each demo's deployments stand for models the router was trained on, so a
-request through either edge is decided by the model (``x-routeiq-source: MODEL``)."""
+"""Both edge demos, as `make edge` and `make edge-envoy` run them, route their own deployments
+(GPT-4o, GPT-4o mini, Claude Sonnet: models no bundle was trained on) with the tier router, so
+a request through either edge is decided by the model (``x-routeiq-source: MODEL``), and the
+cheap deployment takes more of the easy prompts than of the hard ones."""
 
 from __future__ import annotations
 
@@ -17,12 +18,34 @@ from typing import Any
 
 import pytest
 
+from converters.datasets import SHIPPED_DATA, load
+from router_service.bundles.manifest import Manifest
 from tests.support.litellm_proxy import OFFLINE_ENV, litellm_missing
 from tests.support.procs import REPO, free_port, stop_process, tool
 
 pytestmark = pytest.mark.e2e
 
 PROMPT = "Write a python function that merges two sorted linked lists, with tests."
+TIER_ROUTER = "llmrouter-tier-tfidf"
+DEPLOYMENTS = ("openai/gpt-4o-mini", "openai/gpt-4o", "anthropic/claude-sonnet-4-5")
+
+
+def _easy_and_hard(bundle: Path) -> tuple[list[str], list[str]]:
+    """Held-out LLMRouter prompts (test rows: the router never trained on them), split by what
+    the data says about them: *easy* when the bundle's cheap rung answers at least 2 in 3 right
+    and the dear rung does no better, *hard* when the dear rung's mean quality beats the cheap
+    rung's by 0.5 or more."""
+    ladder = Manifest.model_validate_json((bundle / "manifest.json").read_text()).provenance[
+        "ladder"
+    ]
+    test = load(SHIPPED_DATA / "llmrouter", "llmrouter").test()
+    index = {m: i for i, m in enumerate(test.models)}
+    cheap, dear = ([index[m] for m in rung["members"]] for rung in (ladder[0], ladder[-1]))
+    low, high = test.quality[:, cheap].mean(axis=1), test.quality[:, dear].mean(axis=1)
+    rows = list(zip(test.queries, low, high, strict=True))
+    easy = [q for q, lo, hi in rows if hi <= lo and lo >= 2 / 3]
+    hard = [q for q, lo, hi in rows if hi - lo >= 0.5]
+    return easy, hard
 
 
 def _launch(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
@@ -64,46 +87,63 @@ def _stopped(proc: subprocess.Popen[bytes]) -> int:
     return stop_process(proc, 30, signal.SIGINT)  # Ctrl-C, as a user stops a demo
 
 
-def test_the_litellm_demo_routes_with_the_learned_router(
-    default_bundle: Path, tmp_path: Path
+def test_the_litellm_demo_routes_its_own_deployments_with_the_tier_router(
+    default_bundle: Path, tier_bundle: Path, tmp_path: Path
 ) -> None:
     missing = litellm_missing()
     if missing:
         pytest.fail(missing)
+    easy, hard = _easy_and_hard(tier_bundle)
+    assert len(easy) >= 50 and len(hard) >= 30, (len(easy), len(hard))
     proxy_port, log = free_port(), tmp_path / "edge.log"
     argv = ["edge.litellm.launch", "--service-port", str(free_port())]
-    argv += ["--proxy-port", str(proxy_port), "--", "--bundle", str(default_bundle)]
+    argv += ["--proxy-port", str(proxy_port), "--"]
+    argv += ["--bundle", str(default_bundle), "--bundle", str(tier_bundle)]  # as `make edge`
     key = "sk-demo-test"
-    proc = _launch(argv, {**OFFLINE_ENV, "LITELLM_MASTER_KEY": key}, log)
+    env = {**OFFLINE_ENV, "LITELLM_MASTER_KEY": key, "ROUTEIQ_EDGE_ROUTER": TIER_ROUTER}
+    proc = _launch(argv, env, log)
+    picks: dict[str, list[str]] = {"easy": [], "hard": []}
     try:
-        for prompt in (f"warm-up: {PROMPT}", PROMPT):  # the first request also warms the path
-            headers, answer = _post_until_ready(
-                f"http://127.0.0.1:{proxy_port}/v1/chat/completions",
-                {"model": "routeiq-auto", "messages": [{"role": "user", "content": prompt}]},
-                {"authorization": f"Bearer {key}"},
-                proc,
-                log,
-            )
+        _post_until_ready(  # the first request also warms the path
+            f"http://127.0.0.1:{proxy_port}/v1/chat/completions",
+            {"model": "routeiq-auto", "messages": [{"role": "user", "content": PROMPT}]},
+            {"authorization": f"Bearer {key}"},
+            proc,
+            log,
+        )
+        for kind, prompts in (("easy", easy), ("hard", hard)):
+            for prompt in prompts:
+                headers, answer = _post_until_ready(
+                    f"http://127.0.0.1:{proxy_port}/v1/chat/completions",
+                    {"model": "routeiq-auto", "messages": [{"role": "user", "content": prompt}]},
+                    {"authorization": f"Bearer {key}"},
+                    proc,
+                    log,
+                )
+                assert (headers["x-routeiq-source"], headers["x-routeiq-router"]) == (
+                    "MODEL",
+                    TIER_ROUTER,
+                ), headers
+                chosen = headers["x-routeiq-model"]
+                assert chosen in DEPLOYMENTS
+                assert answer["choices"][0]["message"]["content"] == f"answered by {chosen} (mock)"
+                picks[kind].append(chosen)
     finally:
         code = _stopped(proc)
-    assert headers["x-routeiq-source"] == "MODEL", headers
-    assert headers["x-routeiq-router"] == "llmrouter-knn-tfidf"
-    chosen = headers["x-routeiq-model"]
-    deployment = {
-        "llama-3.1-nemotron-51b-instruct": "openai/gpt-4o",
-        "qwen2.5-7b-instruct": "openai/gpt-4o-mini",
-        "llama-3.3-nemotron-super-49b-v1": "anthropic/claude-sonnet-4-5",
-    }[chosen]
-    assert answer["choices"][0]["message"]["content"] == f"answered by {deployment} (mock)"
     assert code == 0, log.read_text(errors="replace")
+    share = {k: v.count("openai/gpt-4o-mini") / len(v) for k, v in picks.items()}
+    print(f"cheapest deployment's share: {share}")
+    assert share["easy"] > share["hard"] + 0.1, share
+    assert share["easy"] < 1.0 and share["hard"] < 1.0, share  # it does go up the ladder
 
 
-def test_the_envoy_demo_routes_with_the_learned_router(
-    default_bundle: Path, tmp_path: Path
+def test_the_envoy_demo_routes_its_own_upstreams_with_the_tier_router(
+    default_bundle: Path, tier_bundle: Path, tmp_path: Path
 ) -> None:
     tool("envoy")
     listen, log = free_port(), tmp_path / "edge.log"
     argv = ["edge.envoy.launch", "--demo", "--bundle", str(default_bundle)]
+    argv += ["--bundle", str(tier_bundle)]  # as `make edge-envoy`
     argv += ["--listen-port", str(listen), "--admin-port", str(free_port())]
     argv += ["--router-port", str(free_port())]
     proc = _launch(argv, {"PATH": f"{REPO / '.tools' / 'bin'}:{os.environ['PATH']}"}, log)
@@ -124,11 +164,11 @@ def test_the_envoy_demo_routes_with_the_learned_router(
     finally:
         code = _stopped(proc)
     assert learned["x-routeiq-source"] == "MODEL", learned
-    upstream = {"llama-3.1-nemotron-51b-instruct": "a", "qwen2.5-7b-instruct": "b"}
+    upstream = {"openai/gpt-4o": "a", "openai/gpt-4o-mini": "b"}
     assert learned["x-upstream"] == upstream[learned["x-routeiq-model"]]
     assert answer["model"] == learned["x-routeiq-model"]  # the upstream saw the chosen model
     assert (cheap["x-routeiq-source"], cheap["x-routeiq-model"]) == (
         "STATIC",
-        "qwen2.5-7b-instruct",
+        "openai/gpt-4o-mini",
     )
     assert code == 0, log.read_text(errors="replace")

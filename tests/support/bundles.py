@@ -9,7 +9,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from converters.bundle import write_bundle
-from router_service.bundles.manifest import FeaturizerSpec
+from router_service.bundles.manifest import FeaturizerSpec, PricePriorSpec
 
 MODELS = ["small", "medium", "large"]
 COSTS = {"small": 0.1, "medium": 0.5, "large": 2.0}
@@ -53,6 +53,7 @@ def embedding_bundle(
     version: str = "v1",
     extra_op: str | None = None,
     default_cost_weight: float = 0.0,
+    price_prior: PricePriorSpec | None = None,
 ) -> Path:
     """Feature i pushes model i's quality up: embedding e_i makes MODELS[i] the best."""
     weights = np.zeros((dim, len(MODELS)))
@@ -69,5 +70,6 @@ def embedding_bundle(
         files={"router.onnx": linear_quality_onnx(weights, bias, extra_op)},
         version=version,
         default_cost_weight=default_cost_weight,
+        price_prior=price_prior,
     )
     return out

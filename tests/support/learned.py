@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import numpy.typing as npt
+import onnxruntime as ort
 from onnx import TensorProto, helper
 
 from router_service.bundles.base import LoadedRouter
@@ -40,9 +41,8 @@ class CountingFeaturizer:
         return (np.stack(rows).astype(np.float32) / 255.0).astype(np.float32)
 
 
-def identity_router(models: Sequence[str] = MODELS, costs: float = 1.0) -> OnnxQualityRouter:
-    """An ONNX router that predicts quality = the feature row (one column per model)."""
-    n = len(models)
+def identity_session(n: int) -> ort.InferenceSession:
+    """An ONNX session whose output ``quality`` is its input ``features`` (``[N, n]``)."""
     graph = helper.make_graph(
         [helper.make_node("Identity", ["features"], ["quality"])],
         "identity-quality",
@@ -50,9 +50,14 @@ def identity_router(models: Sequence[str] = MODELS, costs: float = 1.0) -> OnnxQ
         [helper.make_tensor_value_info("quality", TensorProto.FLOAT, ["N", n])],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    return make_session(model.SerializeToString())
+
+
+def identity_router(models: Sequence[str] = MODELS, costs: float = 1.0) -> OnnxQualityRouter:
+    """An ONNX router that predicts quality = the feature row (one column per model)."""
     return OnnxQualityRouter(
         "feature-quality",
-        session=make_session(model.SerializeToString()),
+        session=identity_session(len(models)),
         input_name="features",
         output_name="quality",
         models=models,
@@ -72,5 +77,6 @@ def learned_router(
         strategy=identity_router(),
         featurizer=featurizer,
         models=MODELS,
+        outputs=len(MODELS),
         sha256=sha256,
     )

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1erouteiq/router/v1/router.proto\x12\x11routeiq.router.v1\",\n\x0b\x43hatMessage\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\"=\n\x0c\x43onversation\x12-\n\x05turns\x18\x01 \x03(\x0b\x32\x1e.routeiq.router.v1.ChatMessage\"\x1b\n\tEmbedding\x12\x0e\n\x06values\x18\x01 \x03(\x02\"\xa8\x01\n\tCandidate\x12\x0c\n\x04name\x18\x01 \x01(\t\x12!\n\x14input_price_per_mtok\x18\x02 \x01(\x01H\x00\x88\x01\x01\x12\"\n\x15output_price_per_mtok\x18\x03 \x01(\x01H\x01\x88\x01\x01\x12\x13\n\x0bunavailable\x18\x04 \x01(\x08\x42\x17\n\x15_input_price_per_mtokB\x18\n\x16_output_price_per_mtok\"\\\n\x06Policy\x12\x18\n\x0b\x63ost_weight\x18\x01 \x01(\x01H\x00\x88\x01\x01\x12\x18\n\x0bmin_quality\x18\x02 \x01(\x01H\x01\x88\x01\x01\x42\x0e\n\x0c_cost_weightB\x0e\n\x0c_min_quality\"\xfe\x02\n\x0cRouteRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x10\n\x06prompt\x18\x02 \x01(\tH\x00\x12\x33\n\x08messages\x18\x03 \x01(\x0b\x32\x1f.routeiq.router.v1.ConversationH\x00\x12\x31\n\tembedding\x18\x04 \x01(\x0b\x32\x1c.routeiq.router.v1.EmbeddingH\x00\x12\x30\n\ncandidates\x18\x05 \x03(\x0b\x32\x1c.routeiq.router.v1.Candidate\x12\x0e\n\x06router\x18\x06 \x01(\t\x12)\n\x06policy\x18\x07 \x01(\x0b\x32\x19.routeiq.router.v1.Policy\x12;\n\x06labels\x18\x08 \x03(\x0b\x32+.routeiq.router.v1.RouteRequest.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x07\n\x05input\"l\n\x0e\x43\x61ndidateScore\x12\r\n\x05model\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x01\x12\x14\n\x07quality\x18\x03 \x01(\x01H\x00\x88\x01\x01\x12\x11\n\x04\x63ost\x18\x04 \x01(\x01H\x01\x88\x01\x01\x42\n\n\x08_qualityB\x07\n\x05_cost\"\xdc\x01\n\rRouteResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x31\n\x06scores\x18\x03 \x03(\x0b\x32!.routeiq.router.v1.CandidateScore\x12\x0e\n\x06router\x18\x04 \x01(\t\x12\x16\n\x0erouter_version\x18\x05 \x01(\t\x12)\n\x06source\x18\x06 \x01(\x0e\x32\x19.routeiq.router.v1.Source\x12\x0e\n\x06reason\x18\x07 \x01(\t\x12\x12\n\nlatency_us\x18\x08 \x01(\x03\"F\n\x11RouteBatchRequest\x12\x31\n\x08requests\x18\x01 \x03(\x0b\x32\x1f.routeiq.router.v1.RouteRequest\"I\n\x12RouteBatchResponse\x12\x33\n\tresponses\x18\x01 \x03(\x0b\x32 .routeiq.router.v1.RouteResponse\"\x14\n\x12ListRoutersRequest\"]\n\nRouterInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\x12\x12\n\nis_default\x18\x04 \x01(\x08\x12\x0e\n\x06models\x18\x05 \x03(\t\"]\n\x13ListRoutersResponse\x12.\n\x07routers\x18\x01 \x03(\x0b\x32\x1d.routeiq.router.v1.RouterInfo\x12\x16\n\x0e\x64\x65\x66\x61ult_router\x18\x02 \x01(\t\"\x95\x02\n\x14ReportOutcomeRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x14\n\x07quality\x18\x03 \x01(\x01H\x00\x88\x01\x01\x12\x12\n\nlatency_ms\x18\x04 \x01(\x01\x12\x10\n\x08\x63ost_usd\x18\x05 \x01(\x01\x12\x0e\n\x06\x66\x61iled\x18\x06 \x01(\x08\x12\x0e\n\x06router\x18\x07 \x01(\t\x12\x43\n\x06labels\x18\x08 \x03(\x0b\x32\x33.routeiq.router.v1.ReportOutcomeRequest.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\n\n\x08_quality\"\x17\n\x15ReportOutcomeResponse*P\n\x06Source\x12\x16\n\x12SOURCE_UNSPECIFIED\x10\x00\x12\t\n\x05MODEL\x10\x01\x12\t\n\x05\x43\x41\x43HE\x10\x02\x12\n\n\x06STATIC\x10\x03\x12\x0c\n\x08\x46\x41LLBACK\x10\x04\x32\xf1\x02\n\x06Router\x12J\n\x05Route\x12\x1f.routeiq.router.v1.RouteRequest\x1a .routeiq.router.v1.RouteResponse\x12Y\n\nRouteBatch\x12$.routeiq.router.v1.RouteBatchRequest\x1a%.routeiq.router.v1.RouteBatchResponse\x12\\\n\x0bListRouters\x12%.routeiq.router.v1.ListRoutersRequest\x1a&.routeiq.router.v1.ListRoutersResponse\x12\x62\n\rReportOutcome\x12\'.routeiq.router.v1.ReportOutcomeRequest\x1a(.routeiq.router.v1.ReportOutcomeResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1erouteiq/router/v1/router.proto\x12\x11routeiq.router.v1\",\n\x0b\x43hatMessage\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\"=\n\x0c\x43onversation\x12-\n\x05turns\x18\x01 \x03(\x0b\x32\x1e.routeiq.router.v1.ChatMessage\"\x1b\n\tEmbedding\x12\x0e\n\x06values\x18\x01 \x03(\x02\"\xa8\x01\n\tCandidate\x12\x0c\n\x04name\x18\x01 \x01(\t\x12!\n\x14input_price_per_mtok\x18\x02 \x01(\x01H\x00\x88\x01\x01\x12\"\n\x15output_price_per_mtok\x18\x03 \x01(\x01H\x01\x88\x01\x01\x12\x13\n\x0bunavailable\x18\x04 \x01(\x08\x42\x17\n\x15_input_price_per_mtokB\x18\n\x16_output_price_per_mtok\"\\\n\x06Policy\x12\x18\n\x0b\x63ost_weight\x18\x01 \x01(\x01H\x00\x88\x01\x01\x12\x18\n\x0bmin_quality\x18\x02 \x01(\x01H\x01\x88\x01\x01\x42\x0e\n\x0c_cost_weightB\x0e\n\x0c_min_quality\"\xfe\x02\n\x0cRouteRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x10\n\x06prompt\x18\x02 \x01(\tH\x00\x12\x33\n\x08messages\x18\x03 \x01(\x0b\x32\x1f.routeiq.router.v1.ConversationH\x00\x12\x31\n\tembedding\x18\x04 \x01(\x0b\x32\x1c.routeiq.router.v1.EmbeddingH\x00\x12\x30\n\ncandidates\x18\x05 \x03(\x0b\x32\x1c.routeiq.router.v1.Candidate\x12\x0e\n\x06router\x18\x06 \x01(\t\x12)\n\x06policy\x18\x07 \x01(\x0b\x32\x19.routeiq.router.v1.Policy\x12;\n\x06labels\x18\x08 \x03(\x0b\x32+.routeiq.router.v1.RouteRequest.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x07\n\x05input\"\x9c\x01\n\x0e\x43\x61ndidateScore\x12\r\n\x05model\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x01\x12\x14\n\x07quality\x18\x03 \x01(\x01H\x00\x88\x01\x01\x12\x11\n\x04\x63ost\x18\x04 \x01(\x01H\x01\x88\x01\x01\x12.\n\x05\x62\x61sis\x18\x05 \x01(\x0e\x32\x1f.routeiq.router.v1.QualityBasisB\n\n\x08_qualityB\x07\n\x05_cost\"\xdc\x01\n\rRouteResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x31\n\x06scores\x18\x03 \x03(\x0b\x32!.routeiq.router.v1.CandidateScore\x12\x0e\n\x06router\x18\x04 \x01(\t\x12\x16\n\x0erouter_version\x18\x05 \x01(\t\x12)\n\x06source\x18\x06 \x01(\x0e\x32\x19.routeiq.router.v1.Source\x12\x0e\n\x06reason\x18\x07 \x01(\t\x12\x12\n\nlatency_us\x18\x08 \x01(\x03\"F\n\x11RouteBatchRequest\x12\x31\n\x08requests\x18\x01 \x03(\x0b\x32\x1f.routeiq.router.v1.RouteRequest\"I\n\x12RouteBatchResponse\x12\x33\n\tresponses\x18\x01 \x03(\x0b\x32 .routeiq.router.v1.RouteResponse\"\x14\n\x12ListRoutersRequest\"\xca\x01\n\nRouterInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\x12\x12\n\nis_default\x18\x04 \x01(\x08\x12\x0e\n\x06models\x18\x05 \x03(\t\x12;\n\x07\x61liases\x18\x06 \x03(\x0b\x32*.routeiq.router.v1.RouterInfo.AliasesEntry\x1a.\n\x0c\x41liasesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"]\n\x13ListRoutersResponse\x12.\n\x07routers\x18\x01 \x03(\x0b\x32\x1d.routeiq.router.v1.RouterInfo\x12\x16\n\x0e\x64\x65\x66\x61ult_router\x18\x02 \x01(\t\"\x95\x02\n\x14ReportOutcomeRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x14\n\x07quality\x18\x03 \x01(\x01H\x00\x88\x01\x01\x12\x12\n\nlatency_ms\x18\x04 \x01(\x01\x12\x10\n\x08\x63ost_usd\x18\x05 \x01(\x01\x12\x0e\n\x06\x66\x61iled\x18\x06 \x01(\x08\x12\x0e\n\x06router\x18\x07 \x01(\t\x12\x43\n\x06labels\x18\x08 \x03(\x0b\x32\x33.routeiq.router.v1.ReportOutcomeRequest.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\n\n\x08_quality\"\x17\n\x15ReportOutcomeResponse*P\n\x06Source\x12\x16\n\x12SOURCE_UNSPECIFIED\x10\x00\x12\t\n\x05MODEL\x10\x01\x12\t\n\x05\x43\x41\x43HE\x10\x02\x12\n\n\x06STATIC\x10\x03\x12\x0c\n\x08\x46\x41LLBACK\x10\x04*_\n\x0cQualityBasis\x12\x1d\n\x19QUALITY_BASIS_UNSPECIFIED\x10\x00\x12\r\n\tPREDICTED\x10\x01\x12\x10\n\x0cPRICE_LADDER\x10\x02\x12\x0f\n\x0bPRICE_PRIOR\x10\x03\x32\xf1\x02\n\x06Router\x12J\n\x05Route\x12\x1f.routeiq.router.v1.RouteRequest\x1a .routeiq.router.v1.RouteResponse\x12Y\n\nRouteBatch\x12$.routeiq.router.v1.RouteBatchRequest\x1a%.routeiq.router.v1.RouteBatchResponse\x12\\\n\x0bListRouters\x12%.routeiq.router.v1.ListRoutersRequest\x1a&.routeiq.router.v1.ListRoutersResponse\x12\x62\n\rReportOutcome\x12\'.routeiq.router.v1.ReportOutcomeRequest\x1a(.routeiq.router.v1.ReportOutcomeResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,10 +34,14 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_ROUTEREQUEST_LABELSENTRY']._loaded_options = None
   _globals['_ROUTEREQUEST_LABELSENTRY']._serialized_options = b'8\001'
+  _globals['_ROUTERINFO_ALIASESENTRY']._loaded_options = None
+  _globals['_ROUTERINFO_ALIASESENTRY']._serialized_options = b'8\001'
   _globals['_REPORTOUTCOMEREQUEST_LABELSENTRY']._loaded_options = None
   _globals['_REPORTOUTCOMEREQUEST_LABELSENTRY']._serialized_options = b'8\001'
-  _globals['_SOURCE']._serialized_start=1838
-  _globals['_SOURCE']._serialized_end=1918
+  _globals['_SOURCE']._serialized_start=1997
+  _globals['_SOURCE']._serialized_end=2077
+  _globals['_QUALITYBASIS']._serialized_start=2079
+  _globals['_QUALITYBASIS']._serialized_end=2174
   _globals['_CHATMESSAGE']._serialized_start=53
   _globals['_CHATMESSAGE']._serialized_end=97
   _globals['_CONVERSATION']._serialized_start=99
@@ -52,26 +56,28 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ROUTEREQUEST']._serialized_end=839
   _globals['_ROUTEREQUEST_LABELSENTRY']._serialized_start=785
   _globals['_ROUTEREQUEST_LABELSENTRY']._serialized_end=830
-  _globals['_CANDIDATESCORE']._serialized_start=841
-  _globals['_CANDIDATESCORE']._serialized_end=949
-  _globals['_ROUTERESPONSE']._serialized_start=952
-  _globals['_ROUTERESPONSE']._serialized_end=1172
-  _globals['_ROUTEBATCHREQUEST']._serialized_start=1174
-  _globals['_ROUTEBATCHREQUEST']._serialized_end=1244
-  _globals['_ROUTEBATCHRESPONSE']._serialized_start=1246
-  _globals['_ROUTEBATCHRESPONSE']._serialized_end=1319
-  _globals['_LISTROUTERSREQUEST']._serialized_start=1321
-  _globals['_LISTROUTERSREQUEST']._serialized_end=1341
-  _globals['_ROUTERINFO']._serialized_start=1343
-  _globals['_ROUTERINFO']._serialized_end=1436
-  _globals['_LISTROUTERSRESPONSE']._serialized_start=1438
-  _globals['_LISTROUTERSRESPONSE']._serialized_end=1531
-  _globals['_REPORTOUTCOMEREQUEST']._serialized_start=1534
-  _globals['_REPORTOUTCOMEREQUEST']._serialized_end=1811
+  _globals['_CANDIDATESCORE']._serialized_start=842
+  _globals['_CANDIDATESCORE']._serialized_end=998
+  _globals['_ROUTERESPONSE']._serialized_start=1001
+  _globals['_ROUTERESPONSE']._serialized_end=1221
+  _globals['_ROUTEBATCHREQUEST']._serialized_start=1223
+  _globals['_ROUTEBATCHREQUEST']._serialized_end=1293
+  _globals['_ROUTEBATCHRESPONSE']._serialized_start=1295
+  _globals['_ROUTEBATCHRESPONSE']._serialized_end=1368
+  _globals['_LISTROUTERSREQUEST']._serialized_start=1370
+  _globals['_LISTROUTERSREQUEST']._serialized_end=1390
+  _globals['_ROUTERINFO']._serialized_start=1393
+  _globals['_ROUTERINFO']._serialized_end=1595
+  _globals['_ROUTERINFO_ALIASESENTRY']._serialized_start=1549
+  _globals['_ROUTERINFO_ALIASESENTRY']._serialized_end=1595
+  _globals['_LISTROUTERSRESPONSE']._serialized_start=1597
+  _globals['_LISTROUTERSRESPONSE']._serialized_end=1690
+  _globals['_REPORTOUTCOMEREQUEST']._serialized_start=1693
+  _globals['_REPORTOUTCOMEREQUEST']._serialized_end=1970
   _globals['_REPORTOUTCOMEREQUEST_LABELSENTRY']._serialized_start=785
   _globals['_REPORTOUTCOMEREQUEST_LABELSENTRY']._serialized_end=830
-  _globals['_REPORTOUTCOMERESPONSE']._serialized_start=1813
-  _globals['_REPORTOUTCOMERESPONSE']._serialized_end=1836
-  _globals['_ROUTER']._serialized_start=1921
-  _globals['_ROUTER']._serialized_end=2290
+  _globals['_REPORTOUTCOMERESPONSE']._serialized_start=1972
+  _globals['_REPORTOUTCOMERESPONSE']._serialized_end=1995
+  _globals['_ROUTER']._serialized_start=2177
+  _globals['_ROUTER']._serialized_end=2546
 # @@protoc_insertion_point(module_scope)

@@ -57,6 +57,34 @@ FALLBACK: Source.ValueType  # 4
 """The router failed after validation; the configured fallback strategy answered."""
 Global___Source: _TypeAlias = Source  # noqa: Y015
 
+class _QualityBasis:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _QualityBasisEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_QualityBasis.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    QUALITY_BASIS_UNSPECIFIED: _QualityBasis.ValueType  # 0
+    """No quality (static strategies, or a candidate the router could not score)."""
+    PREDICTED: _QualityBasis.ValueType  # 1
+    """The router's prediction for this model (a model it was trained on, or an alias of one)."""
+    PRICE_LADDER: _QualityBasis.ValueType  # 2
+    """A tier router: the prediction at the candidate's place on the request's price ladder."""
+    PRICE_PRIOR: _QualityBasis.ValueType  # 3
+    """A model the router was not trained on: a cold-start prior from its price (see the docs)."""
+
+class QualityBasis(_QualityBasis, metaclass=_QualityBasisEnumTypeWrapper):
+    """What a candidate's `quality` rests on."""
+
+QUALITY_BASIS_UNSPECIFIED: QualityBasis.ValueType  # 0
+"""No quality (static strategies, or a candidate the router could not score)."""
+PREDICTED: QualityBasis.ValueType  # 1
+"""The router's prediction for this model (a model it was trained on, or an alias of one)."""
+PRICE_LADDER: QualityBasis.ValueType  # 2
+"""A tier router: the prediction at the candidate's place on the request's price ladder."""
+PRICE_PRIOR: QualityBasis.ValueType  # 3
+"""A model the router was not trained on: a cold-start prior from its price (see the docs)."""
+Global___QualityBasis: _TypeAlias = QualityBasis  # noqa: Y015
+
 @_typing.final
 class ChatMessage(_message.Message):
     """One chat turn."""
@@ -282,6 +310,7 @@ class CandidateScore(_message.Message):
     SCORE_FIELD_NUMBER: _builtins.int
     QUALITY_FIELD_NUMBER: _builtins.int
     COST_FIELD_NUMBER: _builtins.int
+    BASIS_FIELD_NUMBER: _builtins.int
     model: _builtins.str
     score: _builtins.float
     """The value the strategy maximised (higher is better)."""
@@ -289,6 +318,7 @@ class CandidateScore(_message.Message):
     """Predicted quality 0..1, when the router predicts one."""
     cost: _builtins.float
     """Cost used by the policy, USD per million tokens, when known."""
+    basis: Global___QualityBasis.ValueType
     def __init__(
         self,
         *,
@@ -296,10 +326,11 @@ class CandidateScore(_message.Message):
         score: _builtins.float = ...,
         quality: _builtins.float | None = ...,
         cost: _builtins.float | None = ...,
+        basis: Global___QualityBasis.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_cost", b"_cost", "_quality", b"_quality", "cost", b"cost", "quality", b"quality"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_cost", b"_cost", "_quality", b"_quality", "cost", b"cost", "model", b"model", "quality", b"quality", "score", b"score"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_cost", b"_cost", "_quality", b"_quality", "basis", b"basis", "cost", b"cost", "model", b"model", "quality", b"quality", "score", b"score"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__cost: _TypeAlias = _typing.Literal["cost"]  # noqa: Y015
     _WhichOneofArgType__cost: _TypeAlias = _typing.Literal["_cost", b"_cost"]  # noqa: Y015
@@ -419,11 +450,32 @@ Global___ListRoutersRequest: _TypeAlias = ListRoutersRequest  # noqa: Y015
 class RouterInfo(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
+    @_typing.final
+    class AliasesEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     NAME_FIELD_NUMBER: _builtins.int
     KIND_FIELD_NUMBER: _builtins.int
     VERSION_FIELD_NUMBER: _builtins.int
     IS_DEFAULT_FIELD_NUMBER: _builtins.int
     MODELS_FIELD_NUMBER: _builtins.int
+    ALIASES_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     kind: _builtins.str
     """Strategy kind: round-robin, weighted, fallback, cheapest, fixed, or a learned router kind."""
@@ -431,7 +483,13 @@ class RouterInfo(_message.Message):
     is_default: _builtins.bool
     @_builtins.property
     def models(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """Models the router knows (learned routers: output order; empty for static strategies)."""
+        """Models the router knows (learned routers: output order; empty for static strategies and
+        tier routers, which route between any priced models).
+        """
+
+    @_builtins.property
+    def aliases(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """Candidate names the service maps to one of `models` (config `aliases`)."""
 
     def __init__(
         self,
@@ -441,10 +499,11 @@ class RouterInfo(_message.Message):
         version: _builtins.str = ...,
         is_default: _builtins.bool = ...,
         models: _abc.Iterable[_builtins.str] | None = ...,
+        aliases: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["is_default", b"is_default", "kind", b"kind", "models", b"models", "name", b"name", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["aliases", b"aliases", "is_default", b"is_default", "kind", b"kind", "models", b"models", "name", b"name", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
