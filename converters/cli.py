@@ -199,8 +199,8 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--params", default="{}", help="router hyper-parameters as JSON")
     train.add_argument(
         "--target",
-        help="default λ target: best-single, cost:X, top-share:S or quality-share:F "
-        "(default: best-single; quality-share:0.97 for tier)",
+        help="default λ target: best-single, cost:X, top-share:S, quality-share:F or "
+        "quality-of:MODEL:F (default: best-single; quality-share:0.97 for tier)",
     )
     train.add_argument(
         "--task-smoothing",
@@ -225,8 +225,8 @@ def _parser() -> argparse.ArgumentParser:
     calibrate.add_argument(
         "--target",
         required=True,
-        help="best-single, cost:X (bundle cost unit), top-share:S (0..1) or quality-share:F "
-        "(keep F of the best single model's quality, 0..1)",
+        help="best-single, cost:X (bundle cost unit), top-share:S (0..1), quality-share:F "
+        "(keep F of the best single model's quality, 0..1) or quality-of:MODEL:F (of MODEL's)",
     )
     calibrate.set_defaults(func=_cmd_calibrate)
 

@@ -93,12 +93,14 @@ class _Outputs:
     params: dict[str, Any]
     columns: list[int]
     """Dataset models the router is evaluated between (all, or the ladder's representatives)."""
+    names: list[str]
+    """Their names."""
     ladder: PriceLadder | None = None
 
     @classmethod
-    def of(cls, opts: TrainOptions, Y_train: F64, cost: F64) -> _Outputs:
+    def of(cls, opts: TrainOptions, ds: RoutingDataset, Y_train: F64, cost: F64) -> _Outputs:
         if opts.router != "tier":
-            return cls(opts.router, dict(opts.params), list(range(Y_train.shape[1])))
+            return cls(opts.router, dict(opts.params), list(range(ds.n_models)), list(ds.models))
         params = dict(opts.params)
         base = str(params.pop("base", "linear"))
         if base not in KINDS:
@@ -106,7 +108,8 @@ class _Outputs:
         shape = {k: float(params.pop(k)) for k in ("margin", "span") if k in params}
         ladder = price_ladder(cost, Y_train, **shape)
         params = TIER_BASE_PARAMS.get(base, {}) | params
-        return cls(base, params, list(ladder.representatives), ladder)
+        reps = list(ladder.representatives)
+        return cls(base, params, reps, [ds.models[j] for j in reps], ladder)
 
     def default_target(self) -> str:
         return "best-single" if self.ladder is None else TIER_TARGET
@@ -174,6 +177,7 @@ def _calibrate(
         cost[cols],
         target,
         policy_cost=outputs.policy_cost(),
+        models=outputs.names,
     )
 
 
@@ -201,7 +205,7 @@ def train_bundle(opts: TrainOptions, step: Step, bar: Bar) -> TrainResult:
     if train.task is not None and opts.task_smoothing < 1.0:
         step(f"task smoothing {opts.task_smoothing} over {len(set(train.task))} tasks")
         Y_fit = smooth_by_task(Y_train, train.task, opts.task_smoothing)
-    outputs = _Outputs.of(opts, Y_train, cost)
+    outputs = _Outputs.of(opts, ds, Y_train, cost)
     if outputs.ladder is not None:
         rungs = outputs.ladder.describe(ds.models)
         step(f"price ladder: {', '.join(str(r['members']) for r in rungs)}")
@@ -224,7 +228,7 @@ def train_bundle(opts: TrainOptions, step: Step, bar: Bar) -> TrainResult:
         Y_train[:, cols],
         cost[cols],
         lam=lam,
-        models=[ds.models[j] for j in cols],
+        models=outputs.names,
         policy_cost=outputs.policy_cost(),
     )
     name = opts.name or f"{ds.name.split(':')[0]}-{opts.router}-{opts.featurizer}"

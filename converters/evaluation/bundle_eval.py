@@ -127,6 +127,7 @@ def calibrate_bundle(
         v.cost,
         Target(target),
         policy_cost=v.policy_cost,
+        models=v.models,
     )
     files = {name: (bundle / name).read_bytes() for name in manifest.files}
     provenance = dict(manifest.provenance) | {

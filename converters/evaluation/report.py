@@ -20,22 +20,33 @@ F64 = npt.NDArray[np.float64]
 class Target:
     """A calibration target: ``best-single`` (cost ≤ the best single model's), an average cost
     (``cost:X``, in the bundle's cost unit), a share of calls to the most expensive model
-    (``top-share:S``, 0..1), or a share of the best single model's quality kept at the lowest
-    cost (``quality-share:F``, 0..1)."""
+    (``top-share:S``, 0..1), or a share of a model's quality kept at the lowest cost: the best
+    single model's (``quality-share:F``) or a named one's (``quality-of:MODEL:F``), F in 0..1."""
 
-    KINDS = ("best-single", "cost", "top-share", "quality-share")
+    KINDS = ("best-single", "cost", "top-share", "quality-share", "quality-of")
 
     def __init__(self, spec: str) -> None:
         kind, _, value = spec.partition(":")
-        if kind not in self.KINDS or (kind != "best-single" and not value):
+        self.model: str | None = None
+        if kind == "quality-of":
+            self.model, _, value = value.rpartition(":")  # model names may hold ':'
+        if kind not in self.KINDS or (kind != "best-single" and not value) or self.model == "":
             raise ValueError(
-                f"target {spec!r}: use best-single, cost:X, top-share:S or quality-share:F"
+                f"target {spec!r}: use best-single, cost:X, top-share:S, quality-share:F or "
+                "quality-of:MODEL:F"
             )
+        try:
+            self.value = float(value) if value else 0.0
+        except ValueError:
+            raise ValueError(f"target {spec!r}: {value!r} is not a number") from None
         self.kind = kind
-        self.value = float(value) if value else 0.0
 
     def __str__(self) -> str:
-        return self.kind if self.kind == "best-single" else f"{self.kind}:{self.value:g}"
+        if self.kind == "best-single":
+            return self.kind
+        if self.model is not None:
+            return f"{self.kind}:{self.model}:{self.value:g}"
+        return f"{self.kind}:{self.value:g}"
 
 
 def _top_share(S: F64, cost: F64, lam: float) -> float:
@@ -51,14 +62,15 @@ def calibrate_lambda(
     target: Target,
     *,
     policy_cost: F64 | None = None,
+    models: Sequence[str] = (),
 ) -> tuple[float, list[dict[str, float]]]:
     """The λ meeting ``target`` on these rows, and the calibration table (the sweep).
 
     Cost targets take the smallest λ whose average cost is within budget (when none is, the
-    largest λ of the sweep: the cheapest routing); ``quality-share`` the cheapest point keeping
+    largest λ of the sweep: the cheapest routing); quality targets the cheapest point keeping
     the quality (when none does, λ = 0). ``Y_ref`` picks the best single model (use training
-    rows). ``policy_cost``: what λ weighs, when not ``cost`` (see
-    :func:`~converters.evaluation.policies.cost_quality_curve`).
+    rows); ``models`` names the columns (for ``quality-of``). ``policy_cost``: what λ weighs,
+    when not ``cost`` (see :func:`~converters.evaluation.policies.cost_quality_curve`).
     """
     weighed = cost if policy_cost is None else policy_cost
     lambdas = ev.default_lambdas(S, weighed)
@@ -73,7 +85,14 @@ def calibrate_lambda(
         for p in curve
     ]
     best = ev.best_single_index(Y_ref, cost)
-    if target.kind == "quality-share":
+    if target.model is not None:
+        if target.model not in models:
+            raise ValueError(
+                f"target {target}: {target.model!r} is not one of the models judged here: "
+                f"{', '.join(models)}"
+            )
+        best = list(models).index(target.model)
+    if target.kind in ("quality-share", "quality-of"):
         floor = target.value * float(Y[:, best].mean())
         kept = [row for row in table if row["avg_quality"] >= floor - 1e-12]
         if not kept:

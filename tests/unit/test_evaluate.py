@@ -22,6 +22,7 @@ from converters.evaluation.policies import (
     lambda_for_budget,
     random_apgr,
 )
+from converters.evaluation.report import Target, calibrate_lambda
 
 
 def test_choose_utility_prefers_cheaper_on_ties_and_trades_cost() -> None:
@@ -145,3 +146,27 @@ def test_real_baselines_match_the_readme() -> None:
     weak, strong = mmlu.quality[:, 0], mmlu.quality[:, 1]
     assert random_apgr(weak, strong, draws=20) == pytest.approx(0.5, abs=0.05)
     assert apgr(strong - weak, weak, strong).apgr > 1.0
+
+
+def test_targets_parse_and_say_what_is_wrong() -> None:
+    assert str(Target("quality-of:ollama/llama3:8b:0.98")) == "quality-of:ollama/llama3:8b:0.98"
+    assert Target("quality-of:ollama/llama3:8b:0.98").model == "ollama/llama3:8b"
+    assert str(Target("quality-share:0.97")) == "quality-share:0.97"
+    for bad in ("cheap", "cost:", "quality-of:0.9", "quality-of:m:x"):
+        with pytest.raises(ValueError, match="target"):
+            Target(bad)
+
+
+def test_quality_targets_take_the_cheapest_point_keeping_the_quality() -> None:
+    # two models: "weak" is right on rows 0-1, "strong" on all four; the router knows it
+    Y = np.array([[1.0, 1.0], [1.0, 1.0], [0.0, 1.0], [0.0, 1.0]])
+    S = np.array([[0.9, 0.95], [0.9, 0.95], [0.1, 0.9], [0.1, 0.9]])
+    cost = np.array([1.0, 10.0])
+    models = ["weak", "strong"]
+    lam, table = calibrate_lambda(S, Y, Y, cost, Target("quality-of:strong:1.0"), models=models)
+    kept = next(r for r in table if r["cost_weight"] == lam)
+    assert kept["avg_quality"] == 1.0 and kept["avg_cost"] == pytest.approx(5.5)
+    lam_w, _ = calibrate_lambda(S, Y, Y, cost, Target("quality-of:weak:1.0"), models=models)
+    assert lam_w > lam  # weak's own quality is kept by always taking weak: the cheapest point
+    with pytest.raises(ValueError, match="'gpt-9' is not one of the models judged here"):
+        calibrate_lambda(S, Y, Y, cost, Target("quality-of:gpt-9:0.9"), models=models)
