@@ -39,6 +39,25 @@ run() {  # name format data router featurizer: train (once) and evaluate in doma
     evaluate "$name" "$name" "$fmt" "$data"
 }
 
+ood() {  # name format data router featurizer: leave each task out (ood in docs/routers.md)
+    local name=$1 fmt=$2 data=$3 router=$4 feat=$5
+    echo "== out of domain: $name"
+    "$BIN/routeiq-bundle" ood --data "$data" --format "$fmt" --router "$router" \
+        --featurizer "$feat" --json > "$OUT/ood-$name.json"
+    "$BIN/python" - "$OUT/ood-$name.json" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+i, o, b = r["in_domain"], r["out_of_domain"], r["best_single"]
+line = (f"  {len(r['folds'])} folds, {r['rows']} rows: best single {b['avg_quality']:.3f}  |  "
+        f"in domain {i['avg_quality']:.3f} @ {i['avg_cost']:.4g}  |  out of domain "
+        f"{o['avg_quality']:.3f} @ {o['avg_cost']:.4g}  |  mean gain {i['mean_gain']:.4f} -> "
+        f"{o['mean_gain']:.4f} ({r['survives']:.0%} survives)")
+if "apgr" in i:
+    line += f"  |  APGR {i['apgr']:.3f} -> {o['apgr']:.3f}"
+print(line)
+PY
+}
+
 run llmrouter-knn-tfidf llmrouter "$DATA/llmrouter" knn tfidf
 run mmlu-linear-tfidf routellm "$DATA/routellm" linear tfidf
 run gsm8k-linear-tfidf routellm-gsm8k "$DATA/routellm" linear tfidf
@@ -54,4 +73,7 @@ evaluate llmrouter-tier-tfidf llmrouter-tier-tfidf-on-mmlu routellm "$DATA/route
 evaluate llmrouter-tier-tfidf llmrouter-tier-tfidf-on-gsm8k routellm-gsm8k "$DATA/routellm"
 evaluate mmlu-tier-tfidf mmlu-tier-tfidf-on-llmrouter llmrouter "$DATA/llmrouter"
 evaluate gsm8k-tier-tfidf gsm8k-tier-tfidf-on-llmrouter llmrouter "$DATA/llmrouter"
+# Out of domain: each task (LLMRouter) or group of MMLU subjects never seen in training.
+ood llmrouter-knn-tfidf llmrouter "$DATA/llmrouter" knn tfidf
+ood mmlu-linear-tfidf routellm "$DATA/routellm" linear tfidf
 echo "reports and plots in $OUT"

@@ -74,21 +74,9 @@ def _summary(report: dict[str, Any], unit: str) -> str:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from converters.train import TrainOptions, train_bundle
+    from converters.train import train_bundle
 
-    opts = TrainOptions(
-        data=args.data,
-        fmt=args.format,
-        router=args.router,
-        featurizer=args.featurizer,
-        out=args.out,
-        name=args.name,
-        seed=args.seed,
-        svd_dims=None if args.svd_dims == 0 else args.svd_dims,
-        params=json.loads(args.params),
-        target=args.target,
-        task_smoothing=args.task_smoothing,
-    )
+    opts = _train_options(args, args.out)
     result = train_bundle(opts, _step, _bar)
     m = result.manifest
     if args.json:
@@ -106,6 +94,32 @@ def _cmd_train(args: argparse.Namespace) -> int:
     else:
         print(f"bundle {m.name}@{m.version} written to {args.out} in {result.seconds:.1f} s")
         print(_summary(result.report, m.cost_unit))
+    return 0
+
+
+def _cmd_ood(args: argparse.Namespace) -> int:
+    from converters.evaluation.ood import out_of_domain
+
+    report = out_of_domain(_train_options(args, Path()), _step, _bar, args.max_folds)
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    head = f"{'held out':<44}{'rows':>6}{'best single':>13}{'in domain':>11}{'out of domain':>15}"
+    lines = [f"{report['dataset']}: {report['router']} x {report['featurizer']}", head]
+    rows = [*report["folds"], {"fold": "all (pooled)", "rows": report["rows"]} | report]
+    for f in rows:
+        b, i, o = f["best_single"], f["in_domain"], f["out_of_domain"]
+        lines.append(
+            f"{f['fold'][:43]:<44}{f['rows']:>6}{b['avg_quality']:>13.3f}"
+            f"{i['avg_quality']:>11.3f}{o['avg_quality']:>15.3f}"
+        )
+    i, o = report["in_domain"], report["out_of_domain"]
+    lines.append(
+        f"mean gain above the single models: in domain {i['mean_gain']:.4f}, out of domain "
+        f"{o['mean_gain']:.4f}: {report['survives']:.0%} survives"
+        + (f"; APGR {i['apgr']:.3f} -> {o['apgr']:.3f}" if "apgr" in i else "")
+    )
+    print("\n".join(lines))
     return 0
 
 
@@ -174,6 +188,58 @@ def _cmd_export_encoder(args: argparse.Namespace) -> int:
     return 0
 
 
+def _router_args(cmd: argparse.ArgumentParser) -> None:
+    """How to train a router: shared by ``train`` and ``ood``."""
+    cmd.add_argument(
+        "--router",
+        choices=ROUTER_CHOICES,
+        default="knn",
+        help="auto: the kind that gains most on the validation slice; tier: quality per price "
+        "rung, routes between any priced models",
+    )
+    cmd.add_argument("--featurizer", choices=FEATURIZER_KINDS, default="tfidf")
+    cmd.add_argument("--seed", type=int, default=0)
+    cmd.add_argument("--svd-dims", type=int, default=256, help="TF-IDF SVD size; 0 = none")
+    cmd.add_argument("--params", default="{}", help="router hyper-parameters as JSON")
+    cmd.add_argument(
+        "--target",
+        help="default λ target: best-single, cost:X, top-share:S, quality-share:F or "
+        "quality-of:MODEL:F (default: best-single; quality-share:0.97 for tier)",
+    )
+    cmd.add_argument(
+        "--task-smoothing",
+        type=float,
+        default=0.5,
+        help="shrink training targets toward their task's mean (1 = off)",
+    )
+    cmd.add_argument(
+        "--calibration",
+        choices=("none", "platt"),
+        default="none",
+        help="platt: map each model's predicted quality to a calibrated probability (fitted on "
+        "the validation slice, part of the exported graph)",
+    )
+
+
+def _train_options(args: argparse.Namespace, out: Path) -> Any:
+    from converters.train import TrainOptions
+
+    return TrainOptions(
+        data=args.data,
+        fmt=args.format,
+        router=args.router,
+        featurizer=args.featurizer,
+        out=out,
+        name=getattr(args, "name", None),
+        seed=args.seed,
+        svd_dims=None if args.svd_dims == 0 else args.svd_dims,
+        params=json.loads(args.params),
+        target=args.target,
+        task_smoothing=args.task_smoothing,
+        calibration=args.calibration,
+    )
+
+
 def _data_args(cmd: argparse.ArgumentParser, required: bool = True) -> None:
     cmd.add_argument("--data", type=Path, required=required, help="dataset file or directory")
     cmd.add_argument("--format", choices=FORMATS, default="wide", help="dataset format")
@@ -185,31 +251,20 @@ def _parser() -> argparse.ArgumentParser:
 
     train = sub.add_parser("train", help="train a router and write a bundle")
     _data_args(train)
-    train.add_argument(
-        "--router",
-        choices=ROUTER_CHOICES,
-        default="knn",
-        help="tier: quality per price rung, routes between any priced models",
-    )
-    train.add_argument("--featurizer", choices=FEATURIZER_KINDS, default="tfidf")
+    _router_args(train)
     train.add_argument("--out", type=Path, required=True, help="bundle directory to write")
     train.add_argument("--name", help="router name (default: dataset-router-featurizer)")
-    train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--svd-dims", type=int, default=256, help="TF-IDF SVD size; 0 = none")
-    train.add_argument("--params", default="{}", help="router hyper-parameters as JSON")
-    train.add_argument(
-        "--target",
-        help="default λ target: best-single, cost:X, top-share:S, quality-share:F or "
-        "quality-of:MODEL:F (default: best-single; quality-share:0.97 for tier)",
-    )
-    train.add_argument(
-        "--task-smoothing",
-        type=float,
-        default=0.5,
-        help="shrink training targets toward their task's mean (1 = off)",
-    )
     train.add_argument("--json", action="store_true")
     train.set_defaults(func=_cmd_train)
+
+    ood = sub.add_parser(
+        "ood", help="out-of-domain evaluation: train without each task, test on it"
+    )
+    _data_args(ood)
+    _router_args(ood)
+    ood.add_argument("--max-folds", type=int, default=16, help="more tasks: hash groups")
+    ood.add_argument("--json", action="store_true")
+    ood.set_defaults(func=_cmd_ood)
 
     evaluate = sub.add_parser("eval", help="evaluate a bundle on a dataset's test rows")
     evaluate.add_argument("--bundle", type=Path, required=True)

@@ -15,24 +15,43 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import onnx
 
 from converters.bundle import write_bundle
 from converters.datasets import RoutingDataset, hash_split, load
+from converters.evaluation.policies import cost_quality_curve, default_lambdas, frontier_gain
 from converters.evaluation.report import Target, calibrate_lambda, evaluate_predictions
 from converters.features.build import BuiltFeaturizer, build_featurizer, encode_all
-from converters.routers import KINDS, parity_check, smooth_by_task, to_onnx, train_router
+from converters.routers import (
+    KINDS,
+    TrainedRouter,
+    parity_check,
+    smooth_by_task,
+    to_onnx,
+    train_router,
+)
+from converters.routers.fit import apply_platt, platt
 from converters.routers.tier import PriceLadder, ladder_targets, price_ladder
 from router_service.bundles.manifest import Manifest, PricePriorSpec
 from router_service.onnx_session import make_session
 
-__all__ = ["TrainOptions", "TrainResult", "model_costs", "price_prior", "train_bundle"]
+__all__ = [
+    "FittedRouter",
+    "TrainOptions",
+    "TrainResult",
+    "fit_router",
+    "load_for_training",
+    "model_costs",
+    "price_prior",
+    "train_bundle",
+]
 
 log = logging.getLogger(__name__)
 F64 = npt.NDArray[np.float64]
@@ -40,10 +59,13 @@ TIER_TARGET = "quality-share:0.97"
 """A tier router's default λ target: the cheapest routing keeping 97 % of the best single
 model's quality on the validation slice (``best-single`` would put every call on the top rung,
 whose price *is* the best single model's)."""
+AUTO_KINDS = ("knn", "linear", "logistic")
+"""The kinds ``--router auto`` tries (docs/routers.md, "auto")."""
 TIER_BASE_PARAMS: dict[str, dict[str, Any]] = {"linear": {"alpha": 100.0}}
 """A tier router's base defaults: a difficulty signal must carry to prompts unlike the
 training data's, and a strongly regularised ridge does (docs/routers.md, "tier")."""
 Step = Callable[[str], None]
+Progress = Callable[[int], None]
 Bar = Callable[[str, int], Callable[[int], None]]
 
 
@@ -64,6 +86,8 @@ class TrainOptions:
     validation_fraction: float = 0.15
     task_smoothing: float = 0.5
     """Training targets shrunk toward their task's mean (1 = off); used when rows have tasks."""
+    calibration: str = "none"
+    """``platt``: per-model Platt scaling fitted on the validation slice, exported in the graph."""
 
 
 @dataclass
@@ -99,12 +123,16 @@ class _Outputs:
 
     @classmethod
     def of(cls, opts: TrainOptions, ds: RoutingDataset, Y_train: F64, cost: F64) -> _Outputs:
+        if opts.router == "auto" and opts.params:
+            raise ValueError("--params cannot be combined with --router auto (each kind its own)")
         if opts.router != "tier":
             return cls(opts.router, dict(opts.params), list(range(ds.n_models)), list(ds.models))
         params = dict(opts.params)
         base = str(params.pop("base", "linear"))
         if base not in KINDS:
             raise ValueError(f"tier base {base!r}: expected one of {KINDS}")
+        if base == "auto":
+            raise ValueError("a tier router's base is one kind, not auto")
         shape = {k: float(params.pop(k)) for k in ("margin", "span") if k in params}
         ladder = price_ladder(cost, Y_train, **shape)
         params = TIER_BASE_PARAMS.get(base, {}) | params
@@ -120,8 +148,8 @@ class _Outputs:
     def policy_cost(self) -> F64 | None:
         return None if self.ladder is None else np.array(self.ladder.positions)
 
-    def fit(self, X: npt.NDArray[np.float32], Y: F64, seed: int) -> Any:
-        return train_router(self.base, X, self.targets(Y), seed=seed, **self.params)
+    def fit(self, X: npt.NDArray[np.float32], Y: F64, seed: int, kind: str) -> TrainedRouter:
+        return train_router(kind, X, self.targets(Y), seed=seed, **self.params)
 
 
 def price_prior(cost: F64, Y_train: F64, unit: str) -> PricePriorSpec | None:
@@ -153,7 +181,26 @@ def _predict(onnx_bytes: bytes, X: npt.NDArray[np.float32]) -> F64:
     return np.asarray(out, dtype=np.float64)
 
 
-def _calibrate(
+@dataclass
+class _Validated:
+    """What the validation slice decided: the router kind, its calibration, λ."""
+
+    kind: str
+    calibration: F64 | None
+    lam: float
+    table: list[dict[str, float]]
+    selection: dict[str, Any]
+
+
+def _mean_gain(S: F64, Y: F64, cost: F64, policy_cost: F64 | None) -> float:
+    """Mean quality above the single-model frontier over the cost range (validation rows)."""
+    weighed = cost if policy_cost is None else policy_cost
+    curve = cost_quality_curve(S, Y, cost, default_lambdas(S, weighed), weighed)
+    singles = [(float(cost[j]), float(Y[:, j].mean())) for j in range(Y.shape[1])]
+    return frontier_gain(curve, singles).mean_gain
+
+
+def _validate(
     opts: TrainOptions,
     outputs: _Outputs,
     X: npt.NDArray[np.float32],
@@ -162,44 +209,75 @@ def _calibrate(
     *,
     cost: F64,
     step: Step,
-) -> tuple[float, list[dict[str, float]]]:
-    """λ from a router fitted on most training rows, judged on the rest (true quality)."""
+) -> _Validated:
+    """Routers fitted on most training rows, judged on the rest (true quality): the kind
+    (``auto``: the candidate with the highest mean gain above the single-model frontier), its
+    Platt calibration (``--calibration platt``), and λ for the target."""
     inner = hash_split([str(i) for i in range(len(X))], opts.validation_fraction) == "train"
     target = Target(opts.target or outputs.default_target())
-    step(f"calibrate λ for {target} on {int((~inner).sum())} validation rows")
-    trained = outputs.fit(X[inner], Y_fit[inner], opts.seed)
-    S_val = _predict(to_onnx(trained, X.shape[1]).SerializeToString(), X[~inner])
     cols = outputs.columns
-    return calibrate_lambda(
-        S_val,
-        Y[~inner][:, cols],
-        Y[inner][:, cols],
-        cost[cols],
-        target,
-        policy_cost=outputs.policy_cost(),
-        models=outputs.names,
+    Y_val, Y_in, c = Y[~inner][:, cols], Y[inner][:, cols], cost[cols]
+    kinds = AUTO_KINDS if outputs.base == "auto" else (outputs.base,)
+    tried: dict[str, tuple[float, F64, F64 | None]] = {}
+    for kind in kinds:
+        step(f"validate {kind} on {int((~inner).sum())} rows")
+        trained = outputs.fit(X[inner], Y_fit[inner], opts.seed, kind)
+        S_val = _predict(to_onnx(trained, X.shape[1]).SerializeToString(), X[~inner])
+        cal = None
+        if opts.calibration == "platt":
+            cal = platt(S_val, outputs.targets(Y[~inner]))
+            S_val = apply_platt(S_val, cal)
+        tried[kind] = (_mean_gain(S_val, Y_val, c, outputs.policy_cost()), S_val, cal)
+    chosen = max(kinds, key=lambda k: tried[k][0])
+    _, S_val, cal = tried[chosen]
+    selection: dict[str, Any] = {}
+    if len(kinds) > 1:
+        gains = {k: round(v[0], 6) for k, v in tried.items()}
+        step(f"auto: {chosen} (mean gain above the single models: {gains})")
+        selection = {
+            "criterion": "mean quality gain above the single-model frontier, validation rows",
+            "mean_gain": gains,
+            "chosen": chosen,
+        }
+    step(f"calibrate λ for {target}")
+    lam, table = calibrate_lambda(
+        S_val, Y_val, Y_in, c, target, policy_cost=outputs.policy_cost(), models=outputs.names
     )
+    return _Validated(chosen, cal, lam, table, selection)
 
 
-def train_bundle(opts: TrainOptions, step: Step, bar: Bar) -> TrainResult:
-    """Train and write one bundle; ``step`` reports stages, ``bar`` makes progress counters."""
-    start = time.perf_counter()
-    ds = load(opts.data, opts.fmt)
-    train, test = ds.train(), ds.test()
-    step(f"{ds.name}: {train.n_queries} train / {test.n_queries} test rows, {ds.n_models} models")
-    for split, rows in (("train", train), ("test", test)):
-        if rows.n_queries == 0:
-            raise ValueError(
-                f"{opts.data}: no {split} rows; training needs both splits (a 'split' column "
-                "of train/test, or leave it empty for a hash split of 20 % test)"
-            )
-    costs, unit = model_costs(ds)
-    cost = np.array([costs[m] for m in ds.models], dtype=np.float64)
+@dataclass
+class FittedRouter:
+    """A featurizer and router fitted on training rows, ready to export or to score rows."""
+
+    built: BuiltFeaturizer
+    outputs: _Outputs
+    validated: _Validated
+    trained: TrainedRouter
+    model: onnx.ModelProto
+    Y_train: F64
+
+    def scores(self, queries: Sequence[str], progress: Progress | None = None) -> F64:
+        """The exported graph's outputs for ``queries`` (featurized by the exported featurizer)."""
+        X = encode_all(self.built, queries, progress)
+        return _predict(self.model.SerializeToString(), X)
+
+
+def fit_router(
+    opts: TrainOptions,
+    ds: RoutingDataset,
+    train: RoutingDataset,
+    holdout: Sequence[str],
+    *,
+    cost: F64,
+    step: Step,
+    bar: Bar,
+) -> FittedRouter:
+    """Featurizer and router on ``train`` rows of ``ds`` (λ and, for ``auto``, the kind chosen
+    on a validation slice of them); ``holdout`` texts check the featurizer's parity."""
     step(f"fit featurizer {opts.featurizer}")
-    built = build_featurizer(
-        opts.featurizer, train.queries, test.queries[:256], svd_dims=opts.svd_dims
-    )
-    X_train, X_test = _features(built, train, bar, "train"), _features(built, test, bar, "test")
+    built = build_featurizer(opts.featurizer, train.queries, holdout[:256], svd_dims=opts.svd_dims)
+    X_train = _features(built, train, bar, "train")
     Y_train = train.quality.astype(np.float64)
     Y_fit = Y_train
     if train.task is not None and opts.task_smoothing < 1.0:
@@ -209,18 +287,45 @@ def train_bundle(opts: TrainOptions, step: Step, bar: Bar) -> TrainResult:
     if outputs.ladder is not None:
         rungs = outputs.ladder.describe(ds.models)
         step(f"price ladder: {', '.join(str(r['members']) for r in rungs)}")
-    lam, table = _calibrate(opts, outputs, X_train, Y_fit, Y_train, cost=cost, step=step)
-    step(f"train {opts.router} on {X_train.shape}")
-    trained = outputs.fit(X_train, Y_fit, opts.seed)
-    model = to_onnx(trained, X_train.shape[1])
-    parity = parity_check(trained, model, X_test)
+    val = _validate(opts, outputs, X_train, Y_fit, Y_train, cost=cost, step=step)
+    step(f"train {val.kind} on {X_train.shape}")
+    trained = replace(outputs.fit(X_train, Y_fit, opts.seed, val.kind), calibration=val.calibration)
+    return FittedRouter(built, outputs, val, trained, to_onnx(trained, X_train.shape[1]), Y_train)
+
+
+def load_for_training(opts: TrainOptions, step: Step) -> RoutingDataset:
+    """The dataset of ``opts``; ValueError when a split has no rows."""
+    ds = load(opts.data, opts.fmt)
+    train, test = ds.train(), ds.test()
+    step(f"{ds.name}: {train.n_queries} train / {test.n_queries} test rows, {ds.n_models} models")
+    for split, rows in (("train", train), ("test", test)):
+        if rows.n_queries == 0:
+            raise ValueError(
+                f"{opts.data}: no {split} rows; training needs both splits (a 'split' column "
+                "of train/test, or leave it empty for a hash split of 20 % test)"
+            )
+    return ds
+
+
+def train_bundle(opts: TrainOptions, step: Step, bar: Bar) -> TrainResult:
+    """Train and write one bundle; ``step`` reports stages, ``bar`` makes progress counters."""
+    start = time.perf_counter()
+    ds = load_for_training(opts, step)
+    train, test = ds.train(), ds.test()
+    costs, unit = model_costs(ds)
+    cost = np.array([costs[m] for m in ds.models], dtype=np.float64)
+    fitted = fit_router(opts, ds, train, test.queries, cost=cost, step=step, bar=bar)
+    built, outputs, val, trained = fitted.built, fitted.outputs, fitted.validated, fitted.trained
+    Y_train, lam = fitted.Y_train, val.lam
+    X_test = _features(built, test, bar, "test")
+    parity = parity_check(trained, fitted.model, X_test)
     step(
         f"parity sklearn vs ONNX: max |diff| {parity['max_abs_diff']:.2e}, same decision "
         f"{parity['decision_agreement']:.4f} ({parity['tie_aware_agreement']:.4f} counting ties)"
     )
     if parity["tie_aware_agreement"] < 1.0:
         raise ValueError(f"parity check failed: ONNX and scikit-learn decide differently: {parity}")
-    router_blob = model.SerializeToString()
+    router_blob = fitted.model.SerializeToString()
     cols = outputs.columns
     report = evaluate_predictions(
         _predict(router_blob, X_test),
@@ -231,7 +336,8 @@ def train_bundle(opts: TrainOptions, step: Step, bar: Bar) -> TrainResult:
         models=outputs.names,
         policy_cost=outputs.policy_cost(),
     )
-    name = opts.name or f"{ds.name.split(':')[0]}-{opts.router}-{opts.featurizer}"
+    kind = "tier" if outputs.ladder is not None else val.kind
+    name = opts.name or f"{ds.name.split(':')[0]}-{kind}-{opts.featurizer}"
     provenance = {
         "dataset": ds.name,
         "format": opts.fmt,
@@ -240,7 +346,8 @@ def train_bundle(opts: TrainOptions, step: Step, bar: Bar) -> TrainResult:
         "train_rows": train.n_queries,
         "test_rows": test.n_queries,
         "router_params": trained.params
-        | ({"base": outputs.base} if outputs.ladder is not None else {}),
+        | ({"base": val.kind} if outputs.ladder is not None else {}),
+        "quality_calibration": opts.calibration,
         "fit_seconds": round(trained.fit_seconds, 3),
         "parity": parity,
         "featurizer_parity": built.parity,
@@ -250,17 +357,19 @@ def train_bundle(opts: TrainOptions, step: Step, bar: Bar) -> TrainResult:
     }
     if outputs.ladder is not None:
         provenance["ladder"] = outputs.ladder.describe(ds.models)
+    if val.selection:
+        provenance["selection"] = val.selection
     manifest = write_bundle(
         opts.out,
         name=name,
-        router_kind=opts.router,
+        router_kind=kind,
         models=list(ds.models),
         model_costs=costs,
         cost_unit=unit,
         featurizer=built.spec,
         files={**built.files, "router.onnx": router_blob},
         default_cost_weight=lam,
-        calibration=table,
+        calibration=val.table,
         provenance=provenance,
         ladder=None if outputs.ladder is None else outputs.ladder.positions,
         price_prior=None if outputs.ladder is not None else price_prior(cost, Y_train, unit),

@@ -23,6 +23,9 @@ Kinds (:data:`KINDS`):
   ``MatMul``/``Add``/activation layers (skl2onnx 1.20's MLPRegressor converter reshapes
   multi-output predictions to ``[n*m, 1]``, a bug, so it is not used).
 * ``linear`` — multi-output :class:`~sklearn.linear_model.Ridge`, exported as ``MatMul``+``Add``.
+* ``logistic`` — one L2 :class:`~sklearn.linear_model.LogisticRegression` per model (a 0..1
+  quality counts as a label weighted by it), exported as ``MatMul``+``Add``+``Sigmoid``:
+  predicted quality is the probability that the model answers right.
 * ``mf`` — matrix factorisation: query projection ``W [d, k]``, model embeddings ``V [m, k]``
   and bias ``b [m]``, ``S = (X W) Vᵀ + b``, fitted by alternating ridge least squares in numpy;
   exported as the linear map it is (``A = W Vᵀ``): one ``MatMul`` and one ``Add``.
@@ -34,9 +37,10 @@ Kinds (:data:`KINDS`):
   ``fixed`` and ``elo`` graphs broadcast the constant row to the batch:
   ``Shape``/``Concat``/``Expand``.
 
-``tier`` (:data:`ROUTER_CHOICES`, not a fit of its own): any kind above trained on the quality
-per rung of the data's price ladder (:mod:`converters.routers.tier`), so it serves between any
-priced models.
+Not fits of their own (:data:`ROUTER_CHOICES`): ``auto``, the kind among
+``converters.train.AUTO_KINDS`` that gains most above the single models on the validation
+slice; ``tier``, any kind above trained on the quality per rung of the data's price ladder
+(:mod:`converters.routers.tier`), so it serves between any priced models.
 
 ONNX contract (:func:`to_onnx`): input ``features`` float32 ``[None, d]``, output ``quality``
 float32 ``[None, m]``; target opset :data:`OPSET`, IR version :data:`IR_VERSION`.
@@ -60,7 +64,7 @@ from converters.routers.persist import (
     save_skops,
 )
 
-ROUTER_CHOICES = (*KINDS, "tier")
+ROUTER_CHOICES = (*KINDS, "auto", "tier")
 """What ``routeiq-bundle train --router`` accepts."""
 
 __all__ = [

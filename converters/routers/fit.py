@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from sklearn.linear_model import Ridge
+from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.multioutput import MultiOutputRegressor
 from sklearn.neighbors import KNeighborsRegressor
 from sklearn.neural_network import MLPRegressor
@@ -22,7 +22,7 @@ logger = logging.getLogger(__name__)
 FloatArray = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
 
-KINDS = ("knn", "svm", "mlp", "linear", "mf", "elo", "fixed")
+KINDS = ("knn", "svm", "mlp", "linear", "logistic", "mf", "elo", "fixed")
 
 
 @dataclass(frozen=True, eq=False)
@@ -30,9 +30,12 @@ class TrainedRouter:
     """A fitted router.
 
     ``estimator`` holds the scikit-learn model (knn, svm, mlp, linear); ``weights`` ``[d, m]``
-    and ``bias`` ``[m]`` hold the linear map of ``mf`` (and ``bias`` alone the constant scores
-    of ``elo``/``fixed``); ``extras`` keeps by-products such as the MF factors or Elo ratings.
-    ``params`` are the resolved hyper-parameters (JSON-serialisable).
+    and ``bias`` ``[m]`` hold the linear map of ``mf`` and ``logistic`` (and ``bias`` alone the
+    constant scores of ``elo``/``fixed``); ``link`` is applied to the linear map
+    (``"sigmoid"``: logistic); ``calibration`` ``[2, m]`` (rows a, b), when set, maps every
+    prediction ``s`` of model j to ``σ(a_j·s + b_j)`` (Platt scaling, :func:`platt`);
+    ``extras`` keeps by-products such as the MF factors or Elo ratings. ``params`` are the
+    resolved hyper-parameters (JSON-serialisable).
     """
 
     kind: str
@@ -44,9 +47,18 @@ class TrainedRouter:
     bias: F64 | None = None
     extras: dict[str, F64] = field(default_factory=dict)
     fit_seconds: float = 0.0
+    link: str = "identity"
+    calibration: F64 | None = None
 
     def predict(self, X: npt.ArrayLike) -> FloatArray:
         """Predicted quality float32 ``[n, m]`` for features ``X [n, d]``."""
+        out = self.predict_raw(X).astype(np.float64)
+        if self.calibration is not None:
+            out = apply_platt(out, self.calibration)
+        return np.ascontiguousarray(out, dtype=np.float32)
+
+    def predict_raw(self, X: npt.ArrayLike) -> FloatArray:
+        """Predictions before calibration, float32 ``[n, m]``."""
         x = np.asarray(X, dtype=np.float32)
         if x.ndim != 2 or x.shape[1] != self.n_features:
             raise ValueError(f"expected features [n, {self.n_features}], got {x.shape}")
@@ -54,11 +66,74 @@ class TrainedRouter:
             out = np.asarray(self.estimator.predict(x), dtype=np.float64)
         elif self.weights is not None and self.bias is not None:
             out = x.astype(np.float64) @ self.weights + self.bias
+            if self.link == "sigmoid":
+                out = _sigmoid(out)
         elif self.bias is not None:
             out = np.broadcast_to(self.bias, (len(x), self.n_models))
         else:
             raise ValueError(f"router {self.kind!r} has nothing to predict with")
         return np.ascontiguousarray(out.reshape(len(x), self.n_models), dtype=np.float32)
+
+
+def _sigmoid(z: F64) -> F64:
+    return np.asarray(0.5 * (1.0 + np.tanh(0.5 * z)), dtype=np.float64)  # overflow-free σ
+
+
+def _weighted_binary(x: F64, y: F64) -> tuple[F64, F64, F64]:
+    """Rows for a classifier of a 0..1 target: each row twice, labelled 1 with weight y and 0
+    with weight 1 − y (a 0/1 target keeps one copy per row); zero weights dropped."""
+    xs = np.concatenate([x, x])
+    labels = np.concatenate([np.ones(len(y)), np.zeros(len(y))])
+    weights = np.concatenate([y, 1.0 - y])
+    keep = weights > 0
+    return xs[keep], labels[keep], weights[keep]
+
+
+def _fit_logistic(X: FloatArray, Y: F64, seed: int, params: dict[str, Any]) -> dict[str, Any]:
+    """One L2 logistic regression per model (a target in 0..1 counts as a weighted label)."""
+    p: dict[str, Any] = {"C": 1.0, "max_iter": 1000} | params
+    x = X.astype(np.float64)
+    coefs, intercepts = [], []
+    for j in range(Y.shape[1]):
+        y = np.clip(Y[:, j], 0.0, 1.0)
+        if y.min() == y.max():  # one class only: a constant logit
+            coefs.append(np.zeros(x.shape[1]))
+            intercepts.append(float(np.log((y[0] + 1e-6) / (1.0 - y[0] + 1e-6))))
+            continue
+        xs, labels, weights = _weighted_binary(x, y)
+        est = LogisticRegression(C=p["C"], max_iter=p["max_iter"], random_state=seed)
+        est.fit(xs, labels, sample_weight=weights)
+        coefs.append(est.coef_[0])
+        intercepts.append(float(est.intercept_[0]))
+    return {
+        "weights": np.stack(coefs, axis=1),
+        "bias": np.array(intercepts),
+        "link": "sigmoid",
+        "params": p,
+    }
+
+
+def platt(scores: npt.ArrayLike, Y: npt.ArrayLike, C: float = 100.0) -> F64:
+    """Platt scaling per model, fitted on held-out rows: ``[2, m]`` (a, b) such that
+    ``σ(a_j·s + b_j)`` is the probability that model j's answer is right given its predicted
+    score ``s`` (targets in 0..1 count as weighted labels; weakly regularised, ``C``)."""
+    s = np.asarray(scores, dtype=np.float64)
+    y = np.asarray(Y, dtype=np.float64)
+    out = np.zeros((2, s.shape[1]))
+    for j in range(s.shape[1]):
+        target = np.clip(y[:, j], 0.0, 1.0)
+        if target.min() == target.max() or np.ptp(s[:, j]) == 0:
+            out[:, j] = (0.0, float(np.log((target.mean() + 1e-6) / (1 - target.mean() + 1e-6))))
+            continue
+        xs, labels, weights = _weighted_binary(s[:, j : j + 1], target)
+        est = LogisticRegression(C=C, max_iter=1000).fit(xs, labels, sample_weight=weights)
+        out[:, j] = (float(est.coef_[0, 0]), float(est.intercept_[0]))
+    return out
+
+
+def apply_platt(scores: npt.ArrayLike, calibration: F64) -> F64:
+    """``σ(a_j·s + b_j)`` per column j (see :func:`platt`)."""
+    return _sigmoid(calibration[0] * np.asarray(scores, dtype=np.float64) + calibration[1])
 
 
 def _fit_knn(X: FloatArray, Y: F64, seed: int, params: dict[str, Any]) -> dict[str, Any]:
@@ -195,6 +270,7 @@ _TRAINERS: dict[str, Callable[[FloatArray, F64, int, dict[str, Any]], dict[str, 
     "svm": _fit_svm,
     "mlp": _fit_mlp,
     "linear": _fit_linear,
+    "logistic": _fit_logistic,
     "mf": _fit_mf,
     "elo": _fit_elo,
     "fixed": _fit_fixed,
@@ -210,6 +286,7 @@ def train_router(
     set with 256-d TF-IDF/SVD features): knn ``n_neighbors=50, weights="distance"``; svm
     ``kernel="rbf", C=0.3, epsilon=0.1, gamma="scale"``; mlp ``hidden_layer_sizes=[128, 64],
     activation="relu", alpha=1e-2, max_iter=200, early_stopping=True``; linear ``alpha=10``;
+    logistic ``C=1``;
     mf ``rank=8`` (capped at m), ``alpha=10``, ``iterations=20``; elo ``prior=0.5``.
     ``seed`` fixes any randomness. Returns a :class:`TrainedRouter` whose ``fit_seconds`` is
     the wall time.

@@ -30,6 +30,8 @@ KNN_EXACT_WEIGHT = 1e20
 KNN_UNIT_NORM_TOL = 1e-4
 _LINEAR_OPS = frozenset({("", "MatMul"), ("", "Add")})
 _CONST_OPS = frozenset({("", "Shape"), ("", "Concat"), ("", "Expand")})
+CALIBRATION_OPS = frozenset({("", "Mul"), ("", "Add"), ("", "Sigmoid")})
+"""What Platt calibration appends to any router's graph."""
 _OP_TYPES: dict[str, frozenset[tuple[str, str]]] = {
     "knn": frozenset(
         {
@@ -82,6 +84,7 @@ _OP_TYPES: dict[str, frozenset[tuple[str, str]]] = {
     "svm-linear": _LINEAR_OPS,
     "mlp": _LINEAR_OPS | {("", "Relu"), ("", "Tanh"), ("", "Sigmoid")},
     "linear": _LINEAR_OPS,
+    "logistic": _LINEAR_OPS | {("", "Sigmoid")},
     "mf": _LINEAR_OPS,
     "elo": _CONST_OPS,
     "fixed": _CONST_OPS,
@@ -117,12 +120,17 @@ def _f32(name: str, value: npt.ArrayLike) -> onnx.TensorProto:
     return numpy_helper.from_array(np.asarray(value, dtype=np.float32), name)
 
 
-def _linear_graph(weights: F64, bias: F64, n_features: int) -> onnx.ModelProto:
-    """``quality = features @ weights + bias``: one MatMul and one Add."""
+def _linear_graph(
+    weights: F64, bias: F64, n_features: int, *, sigmoid: bool = False
+) -> onnx.ModelProto:
+    """``quality = features @ weights + bias``: one MatMul and one Add (then a Sigmoid for a
+    logistic router)."""
     nodes = [
         helper.make_node("MatMul", ["features", "W"], ["xw"]),
-        helper.make_node("Add", ["xw", "b"], ["quality"]),
+        helper.make_node("Add", ["xw", "b"], ["logits" if sigmoid else "quality"]),
     ]
+    if sigmoid:
+        nodes.append(helper.make_node("Sigmoid", ["logits"], ["quality"]))
     inits = [_f32("W", weights), _f32("b", bias)]
     return _make_model(nodes, inits, n_features, weights.shape[1])
 
@@ -291,19 +299,46 @@ def _skl2onnx_graph(trained: TrainedRouter, n_features: int) -> onnx.ModelProto:
     return model
 
 
+def _calibrated(model: onnx.ModelProto, calibration: F64) -> onnx.ModelProto:
+    """``model`` with Platt scaling appended: ``quality = σ(a · raw + b)`` per model column."""
+    graph = model.graph
+    for node in graph.node:
+        node.output[:] = ["raw_quality" if o == "quality" else o for o in node.output]
+        node.input[:] = ["raw_quality" if i == "quality" else i for i in node.input]
+    graph.initializer.extend([_f32("platt_a", calibration[0]), _f32("platt_b", calibration[1])])
+    graph.node.extend(
+        [
+            helper.make_node("Mul", ["raw_quality", "platt_a"], ["platt_scaled"]),
+            helper.make_node("Add", ["platt_scaled", "platt_b"], ["platt_logits"]),
+            helper.make_node("Sigmoid", ["platt_logits"], ["quality"]),
+        ]
+    )
+    ms = any(o.domain == "com.microsoft" for o in model.opset_import)
+    onnx.checker.check_model(model, full_check=not ms)
+    return model
+
+
 def to_onnx(
     trained: TrainedRouter, n_features: int, *, knn_dot: bool | None = None
 ) -> onnx.ModelProto:
     """Export ``trained``: input ``features`` float32 ``[None, n_features]``, output
-    ``quality`` float32 ``[None, m]`` (see the module docstring for the graph of each kind).
+    ``quality`` float32 ``[None, m]`` (see the module docstring for the graph of each kind),
+    with its Platt calibration appended when it has one.
 
     ``knn_dot`` (distance-weighted knn only): ``None`` uses the inner-product graph
     (:func:`_knn_dot_graph`) when every training row is unit-norm or zero, else the CDist
     graph; ``True`` insists on the former, ``False`` forces the latter."""
     if n_features != trained.n_features:
         raise ValueError(f"router was trained on {trained.n_features} features, not {n_features}")
+    model = _base_graph(trained, n_features, knn_dot)
+    return model if trained.calibration is None else _calibrated(model, trained.calibration)
+
+
+def _base_graph(trained: TrainedRouter, n_features: int, knn_dot: bool | None) -> onnx.ModelProto:
     if trained.weights is not None and trained.bias is not None:
-        return _linear_graph(trained.weights, trained.bias, n_features)
+        return _linear_graph(
+            trained.weights, trained.bias, n_features, sigmoid=trained.link == "sigmoid"
+        )
     if trained.kind in ("elo", "fixed") and trained.bias is not None:
         return _constant_graph(trained.bias, n_features)
     if trained.kind == "linear":

@@ -56,6 +56,8 @@ def _state(trained: TrainedRouter) -> dict[str, Any]:
         "bias": trained.bias,
         "extras": dict(trained.extras),
         "fit_seconds": trained.fit_seconds,
+        "link": trained.link,
+        "calibration": trained.calibration,
     }
 
 
@@ -111,6 +113,8 @@ def load_skops(path: str | Path) -> TrainedRouter:
         bias=state["bias"],
         extras=dict(state["extras"]),
         fit_seconds=float(state["fit_seconds"]),
+        link=str(state.get("link", "identity")),
+        calibration=state.get("calibration"),
     )
 
 

@@ -1,8 +1,12 @@
 """routeiq-bundle end to end on the generated dataset: train → eval → calibrate → convert."""
 
+import contextlib
+import io
 import json
 from pathlib import Path
+from typing import Any
 
+import onnx
 import pytest
 
 from converters.cli import main
@@ -200,3 +204,55 @@ def test_train_without_test_rows_says_what_is_missing(
     err = capsys.readouterr().err
     assert "no test rows; training needs both splits" in err
     assert "0 sample" not in err
+
+
+def _train(data: Path, out: Path, *extra: str) -> dict[str, Any]:
+    argv = ["train", "--data", str(data), "--format", "wide", "--svd-dims", "64"]
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        assert main([*argv, "--out", str(out), "--json", *extra]) == 0
+    return json.loads(buf.getvalue())  # type: ignore[no-any-return]
+
+
+def test_auto_picks_the_kind_that_gains_most_on_validation_and_says_why(
+    data: Path, tmp_path: Path
+) -> None:
+    _train(data, tmp_path / "auto", "--router", "auto")
+    m = verify_bundle(tmp_path / "auto", 1 << 30).manifest
+    selection = m.provenance["selection"]
+    gains = selection["mean_gain"]
+    assert set(gains) == {"knn", "linear", "logistic"}
+    assert selection["chosen"] == max(gains, key=gains.get) == m.router_kind
+    assert m.name == f"synthetic-{m.router_kind}-tfidf"
+    argv = ["train", "--data", str(data), "--format", "wide", "--router", "auto"]
+    argv += ["--params", '{"alpha": 1}', "--out", str(tmp_path / "bad")]
+    assert main(argv) == 2  # --params names one kind's parameters
+
+
+def test_platt_calibration_is_part_of_the_exported_graph(data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "platt"
+    _train(data, out, "--router", "linear", "--calibration", "platt")
+    m = verify_bundle(out, 1 << 30).manifest
+    assert m.provenance["quality_calibration"] == "platt"
+    graph = onnx.load(str(out / "router.onnx")).graph
+    assert [n.op_type for n in graph.node][-3:] == ["Mul", "Add", "Sigmoid"]
+    router = load_bundle(out, 1 << 30)
+    assert router.featurizer is not None
+    quality = router.strategy.predict(  # type: ignore[attr-defined]
+        router.featurizer.featurize(["What is the capital of Peru?"])
+    )
+    assert ((quality > 0) & (quality < 1)).all()  # probabilities, unlike a raw ridge
+
+
+def test_ood_holds_out_each_task_and_reports_what_survives(data: Path) -> None:
+    argv = ["ood", "--data", str(data), "--format", "wide", "--router", "linear"]
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        assert main([*argv, "--svd-dims", "32", "--json"]) == 0
+    report = json.loads(buf.getvalue())
+    assert sorted(f["fold"] for f in report["folds"]) == ["code", "math", "trivia", "writing"]
+    assert report["rows"] == sum(f["rows"] for f in report["folds"])
+    for side in ("in_domain", "out_of_domain"):
+        assert 0.0 <= report[side]["avg_quality"] <= 1.0
+    gain_in, gain_ood = (report[s]["mean_gain"] for s in ("in_domain", "out_of_domain"))
+    assert report["survives"] == pytest.approx(gain_ood / gain_in)
