@@ -25,16 +25,18 @@ line = (f"  router {r['router']['avg_quality']:.3f} @ {r['router']['avg_cost']:.
         f"  |  oracle {r['oracle']['avg_quality']:.3f}  |  random {r['random']['avg_quality']:.3f}")
 if "apgr" in r:
     line += f"  |  APGR {r['apgr']['apgr']:.3f} (random {r['apgr']['random_apgr']:.3f})"
+line += f"  |  gain {r['frontier_gain']['mean_gain']:.4f}, λ step {r['max_cost_jump']:.0%}"
 print(line)
 PY
 }
 
-run() {  # name format data router featurizer: train (once) and evaluate in domain
+run() {  # name format data router featurizer [train options]: train (once), evaluate in domain
     local name=$1 fmt=$2 data=$3 router=$4 feat=$5
+    shift 5
     if [ ! -f "$CACHE/$name/manifest.json" ]; then
         echo "== train $name"
         "$BIN/routeiq-bundle" train --data "$data" --format "$fmt" --router "$router" \
-            --featurizer "$feat" --out "$CACHE/$name" --name "$name" >/dev/null
+            --featurizer "$feat" --out "$CACHE/$name" --name "$name" "$@" >/dev/null
     fi
     evaluate "$name" "$name" "$fmt" "$data"
 }
@@ -63,6 +65,18 @@ run mmlu-linear-tfidf routellm "$DATA/routellm" linear tfidf
 run gsm8k-linear-tfidf routellm-gsm8k "$DATA/routellm" linear tfidf
 run mmlu-knn-minilm routellm "$DATA/routellm" knn minilm
 run gsm8k-knn-minilm routellm-gsm8k "$DATA/routellm" knn minilm
+
+# More kinds: logistic (per-model probabilities), Platt-calibrated routers, and auto (the kind
+# with the highest mean gain above the single models on the validation slice).
+run llmrouter-logistic-tfidf llmrouter "$DATA/llmrouter" logistic tfidf
+run llmrouter-knn-tfidf-platt llmrouter "$DATA/llmrouter" knn tfidf --calibration platt
+run llmrouter-auto-tfidf llmrouter "$DATA/llmrouter" auto tfidf
+run mmlu-logistic-tfidf routellm "$DATA/routellm" logistic tfidf
+run mmlu-linear-tfidf-platt routellm "$DATA/routellm" linear tfidf --calibration platt
+run mmlu-auto-tfidf routellm "$DATA/routellm" auto tfidf
+run gsm8k-logistic-tfidf routellm-gsm8k "$DATA/routellm" logistic tfidf
+run gsm8k-linear-tfidf-platt routellm-gsm8k "$DATA/routellm" linear tfidf --calibration platt
+run gsm8k-auto-tfidf routellm-gsm8k "$DATA/routellm" auto tfidf
 
 # The tier router (any priced models), in domain and across datasets: trained on one dataset's
 # models, judged between another's (GPT-4 vs Mixtral are never seen by the LLMRouter-trained one).

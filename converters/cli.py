@@ -60,7 +60,8 @@ def _summary(report: dict[str, Any], unit: str) -> str:
         f"{'oracle':<22}{_pct(o['avg_quality']):>12}{o['avg_cost']:>14.4g}",
         f"{'random':<22}{_pct(rnd['avg_quality']):>12}{rnd['avg_cost']:>14.4g}",
         f"cost unit: {unit}; frontier gain (mean quality above single models): "
-        f"{report['frontier_gain']['mean_gain']:.4f}",
+        f"{report['frontier_gain']['mean_gain']:.4f}; largest cost step between neighbouring "
+        f"λ: {report['max_cost_jump']:.0%} of the dearest model's cost",
     ]
     if "apgr" in report:
         a = report["apgr"]

@@ -12,7 +12,7 @@ import numpy.typing as npt
 
 from converters.evaluation import policies as ev
 
-__all__ = ["Target", "calibrate_lambda", "evaluate_predictions", "plot_curve"]
+__all__ = ["Target", "calibrate_lambda", "evaluate_predictions", "max_cost_jump", "plot_curve"]
 
 F64 = npt.NDArray[np.float64]
 
@@ -150,6 +150,7 @@ def evaluate_predictions(
             "mean_gain": gain.mean_gain,
             "cost_range": list(gain.cost_range),
         },
+        "max_cost_jump": max_cost_jump(curve, float(np.max(cost))),
     }
     if len(models) == 2:
         strong = int(np.argmax(cost))
@@ -163,6 +164,16 @@ def evaluate_predictions(
             "points": [list(p) for p in res.points],
         }
     return out
+
+
+def max_cost_jump(curve: Sequence[ev.CurvePoint], top_cost: float) -> float:
+    """The largest change of average cost between neighbouring points of a λ sweep (10 per
+    decade: :func:`~converters.evaluation.policies.default_lambdas`), as a share of the most
+    expensive model's cost: how smoothly λ moves the router along its curve."""
+    costs = [p.avg_cost for p in sorted(curve, key=lambda p: p.lam)]
+    if len(costs) < 2 or top_cost <= 0:
+        return 0.0
+    return float(np.max(np.abs(np.diff(costs)))) / top_cost
 
 
 def _policy(res: ev.PolicyResult, models: Sequence[str]) -> dict[str, Any]:
