@@ -11,7 +11,7 @@ from typing import Any
 
 from benchmarks.procs import REPO, tool
 
-__all__ = ["GhzResult", "Load", "ghz_path", "ghz_version", "parse_report", "run_ghz"]
+__all__ = ["GhzResult", "Load", "ghz_path", "ghz_version", "parse_report", "pinned", "run_ghz"]
 
 PROTO = REPO / "proto" / "routeiq" / "router" / "v1" / "router.proto"
 SERVICE = "routeiq.router.v1.Router"
@@ -94,11 +94,17 @@ def parse_report(report: dict[str, Any]) -> GhzResult:
     )
 
 
-def run_ghz(load: Load, target: str, out: Path) -> GhzResult:
-    """Run ghz, keep its raw report gzipped at ``out`` (``.json.gz``), return the parsed one."""
+def pinned(argv: list[str], cpu: int | None) -> list[str]:
+    """``argv`` run on CPU ``cpu`` only (``taskset -c``); unchanged for ``None``."""
+    return argv if cpu is None else ["taskset", "-c", str(cpu), *argv]
+
+
+def run_ghz(load: Load, target: str, out: Path, cpu: int | None = None) -> GhzResult:
+    """Run ghz (on CPU ``cpu`` only, when given), keep its raw report gzipped at ``out``
+    (``.json.gz``), return the parsed one."""
     plain = out.with_suffix("")  # NAME.json.gz -> NAME.json
     limit = (load.duration_s or 0) + load.timeout_s + 120
-    argv = load.argv(target, plain)
+    argv = pinned(load.argv(target, plain), cpu)
     done = subprocess.run(argv, check=False, capture_output=True, text=True, timeout=limit)
     if done.returncode != 0 or not plain.is_file():
         raise RuntimeError(f"ghz failed ({done.returncode}): {done.stderr.strip()[-500:]}")

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import yaml
 
-from benchmarks.ghz import GhzResult, Load, run_ghz
+from benchmarks.ghz import GhzResult, Load, pinned, run_ghz
 from benchmarks.machine import CpuWindow, QuietReport, loadavg, wait_quiet
 from benchmarks.procs import (
     Proc,
@@ -61,6 +61,9 @@ class RunOptions:
     quiet_max_wait_s: float
     raw_dir: Path
     log_dir: Path
+    pin: bool = False
+    """Server on CPU 0, ghz on CPU 1 (``taskset``), so the client never takes the server's
+    core; multi-worker scenarios leave the server unpinned (its workers need both)."""
 
 
 @dataclass(frozen=True)
@@ -159,8 +162,11 @@ def _wait_metrics(ports: Sequence[int], proc: Proc, timeout_s: float = 60.0) -> 
 
 
 @contextlib.contextmanager
-def serve_scenario(scenario: Scenario, bundles: dict[str, Path], log_dir: Path) -> Iterator[Server]:
-    """The scenario's server (and Redis), SERVING on a free port; stopped by pid on exit."""
+def serve_scenario(
+    scenario: Scenario, bundles: dict[str, Path], log_dir: Path, cpu: int | None = None
+) -> Iterator[Server]:
+    """The scenario's server (and Redis), SERVING on a free port (on CPU ``cpu`` only, when
+    given); stopped by pid on exit."""
     redis = RedisProc(log_dir) if scenario.redis != "none" else None
     port = free_ports(1)
     metrics = free_ports(scenario.workers) if scenario.server == "service" else 0
@@ -175,7 +181,7 @@ def serve_scenario(scenario: Scenario, bundles: dict[str, Path], log_dir: Path) 
         argv = service_argv(
             port, work / "config.yaml", [bundles[scenario.bundle]], scenario.workers
         )
-    proc = Proc(argv, log_dir, f"{scenario.name}-{port}", _service_env())
+    proc = Proc(pinned(argv, cpu), log_dir, f"{scenario.name}-{port}", _service_env())
     try:
         wait_serving(f"127.0.0.1:{port}", proc.proc, timeout_s=60)
         ports = [metrics + i for i in range(scenario.workers)] if metrics else []
@@ -220,6 +226,8 @@ class _Runner:
         self.s = scenario
         self.opts = opts
         self.work = work
+        self.client_cpu = 1 if opts.pin else None
+        self.server_cpu = 0 if opts.pin and scenario.workers == 1 else None
 
     def load(self, concurrency: int, total: int | None = None) -> Load:
         return Load(
@@ -235,7 +243,8 @@ class _Runner:
         pool = len(self.work.prompt_set(self.s))
         total = pool if self.s.warm_pool else self.opts.warmup_total
         load = self.load(min(8, max(self.opts.concurrencies)), total=total)
-        result = run_ghz(load, server.target, raw / f"warmup-{self.s.name}.json.gz")
+        out = raw / f"warmup-{self.s.name}.json.gz"
+        result = run_ghz(load, server.target, out, self.client_cpu)
         if result.errors:
             raise RuntimeError(f"warm-up had {result.errors} errors: {result.error_kinds}")
 
@@ -248,7 +257,9 @@ class _Runner:
         load1 = loadavg()[0]
         before = _scrape(server)
         with CpuWindow(lambda: server.pids) as cpu:
-            result = run_ghz(self.load(concurrency), server.target, self.opts.raw_dir / name)
+            result = run_ghz(
+                self.load(concurrency), server.target, self.opts.raw_dir / name, self.client_cpu
+            )
         sources, cache = _delta(before, _scrape(server))
         return Measurement(
             self.s.name,
@@ -296,7 +307,7 @@ def run_scenario(
     )
     runner = _Runner(scenario, opts, work)
     try:
-        with serve_scenario(scenario, work.bundles, opts.log_dir) as server:
+        with serve_scenario(scenario, work.bundles, opts.log_dir, runner.server_cpu) as server:
             runner.warm(server, opts.raw_dir)
             for c in opts.concurrencies:
                 for r in range(1, opts.repeats + 1):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.metadata
+import os
 import shlex
 import shutil
 import sys
@@ -73,6 +74,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--bundle", action="append", default=[], metavar="KEY=DIR", help="use this bundle"
     )
+    p.add_argument(
+        "--pin",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="server on CPU 0, ghz on CPU 1 (taskset; default: on with 2+ CPUs and taskset)",
+    )
     p.add_argument("--no-baselines", action="store_true")
     p.add_argument("--baseline-prompts", type=int, help="prompts per baseline (default 200)")
     p.add_argument("--baseline-rounds", type=int, help="passes over them (default 2)")
@@ -91,6 +98,8 @@ def _defaults(args: argparse.Namespace) -> None:
         args.quiet_max_wait = 0.0 if smoke else 60.0
     args.baseline_prompts = args.baseline_prompts or (20 if smoke else 200)
     args.baseline_rounds = args.baseline_rounds or (1 if smoke else 2)
+    if args.pin is None:
+        args.pin = (os.cpu_count() or 1) >= 2 and shutil.which("taskset") is not None
     if args.out is None:
         stamp = time.strftime("%Y-%m-%dT%H-%M-%SZ", time.gmtime())
         args.out = (
@@ -155,6 +164,9 @@ def _header(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
         "load average at start (1/5/15 min)": f"{one:.2f} / {five:.2f} / {fifteen:.2f}",
         "quiet gate": f"CPU busy <= {args.quiet_cores} cores over 1 s, waited up to "
         f"{args.quiet_max_wait:g} s before each scenario",
+        "pinning": "server on CPU 0, ghz on CPU 1 (taskset; multi-worker servers unpinned)"
+        if args.pin
+        else "none (server and ghz share the CPUs)",
     }
     return {
         "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
@@ -254,6 +266,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         quiet_max_wait_s=args.quiet_max_wait,
         raw_dir=raw,
         log_dir=logs,
+        pin=args.pin,
     )
     with tempfile.TemporaryDirectory(prefix="routeiq-bench-in-") as inputs:
         work = Workloads(bundles, prompts, Path(inputs))
