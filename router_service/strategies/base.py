@@ -41,8 +41,9 @@ class Strategy(Protocol):
 
 @runtime_checkable
 class ScoredStrategy(Strategy, Protocol):
-    """A learned strategy split in two: ``predict_batch`` (quality per known model for feature
-    rows ``[n, d]``, thread-safe, run off the event loop and batched across requests) and
+    """A learned strategy split in two: ``predict_batch`` (its outputs for feature rows
+    ``[n, d]``: quality per known model, or per price rung; thread-safe, run off the event loop
+    and batched across requests) and
     ``choose_scored`` (the policy on one request's predicted quality, cheap, on the loop)."""
 
     def predict_batch(self, features: Features) -> npt.NDArray[np.float64]: ...

@@ -7,9 +7,12 @@ and that are usable, choose
 quality is at least that (the best one when none reaches it). λ is the request's
 ``cost_weight`` when set, else the bundle's calibrated default. Cost: a candidate's request
 price (mean of input and output, USD per 1M tokens) when the bundle's costs are in that unit,
-else the bundle's own cost for the model. When every candidate the router can score is
-unavailable or benched but another candidate is usable, the router does not answer (the
-engine's fallback picks a usable one).
+else the bundle's own cost for the model. A candidate named in the config's ``aliases`` is
+scored as the model it stands for; with the bundle's price prior, a priced candidate the router
+does not know is scored by :class:`PricePrior` (beside at least one known one). When every
+candidate the router can score is unavailable or benched but another candidate is usable, the
+router does not answer (the engine's fallback picks a usable one). The price-ladder router
+(:mod:`router_service.strategies.tier`) shares the prediction half and this policy.
 """
 
 from __future__ import annotations

@@ -1,15 +1,21 @@
 """Candidates a per-model router was not trained on, over the real gRPC server: aliases from
-the service config, and the bundle's price prior."""
+the service config (Router API and ext_proc), and the bundle's price prior."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import grpc
 import pytest
+from envoy.config.core.v3 import base_pb2 as core
+from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
+from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as ep_grpc
 
+from converters.cli import main as bundle_main
+from converters.datasets.synthetic import write_synthetic
 from router_service.bundles.manifest import PricePriorSpec
 from router_service.config import load_settings
 from router_service.errors import BundleError, ConfigError
@@ -92,3 +98,47 @@ async def test_a_priced_unknown_candidate_gets_the_price_prior(
         # no known model among the candidates: the fallback, as without a prior
         alone = await stub.Route(pb.RouteRequest(embedding=emb(0), candidates=[new]))
         assert alone.source == pb.FALLBACK
+
+
+async def test_ext_proc_routes_aliased_candidates_with_the_learned_router(
+    start_server: Callable[[Any], Any],
+    make_settings: Callable[..., Any],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    tmp = tmp_path_factory.mktemp("alias-ext-proc")
+    data = write_synthetic(tmp / "synthetic.csv", n=300)
+    argv = ["train", "--data", str(data), "--format", "wide", "--router", "linear"]
+    assert bundle_main([*argv, "--svd-dims", "32", "--out", str(tmp / "b"), "--name", "syn"]) == 0
+    aliases = {"syn": {"acme/coder": "coder", "acme/frontier": "frontier"}}
+    route = {
+        "name": "all",
+        "router": "syn",
+        "candidates": ["acme/coder", "acme/frontier"],
+        "policy": {"cost_weight": 0.0},
+    }
+    settings = make_settings(
+        bundles=[str(tmp / "b")], aliases=aliases, ext_proc={"routes": [route]}
+    )
+    server = await start_server(settings)
+    body = {"model": "auto", "messages": [{"role": "user", "content": "Write a Python sort."}]}
+    messages = [
+        ep.ProcessingRequest(
+            request_headers=ep.HttpHeaders(
+                headers=core.HeaderMap(
+                    headers=[core.HeaderValue(key=":path", raw_value=b"/v1/chat/completions")]
+                )
+            )
+        ),
+        ep.ProcessingRequest(
+            request_body=ep.HttpBody(body=json.dumps(body).encode(), end_of_stream=True)
+        ),
+    ]
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        call = ep_grpc.ExternalProcessorStub(channel).Process(iter(messages), timeout=5)
+        replies = [reply async for reply in call]
+    routed = replies[1].request_body.response
+    set_headers = routed.header_mutation.set_headers
+    headers = {h.header.key: h.header.raw_value.decode() for h in set_headers}
+    assert headers["x-routeiq-source"] == "MODEL"  # the aliases made them known models
+    assert json.loads(routed.body_mutation.body)["model"] == headers["x-routeiq-model"]
+    assert headers["x-routeiq-model"] in ("acme/coder", "acme/frontier")
