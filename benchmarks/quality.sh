@@ -45,7 +45,7 @@ ood() {  # name format data router featurizer: leave each task out (ood in docs/
     local name=$1 fmt=$2 data=$3 router=$4 feat=$5
     echo "== out of domain: $name"
     "$BIN/routeiq-bundle" ood --data "$data" --format "$fmt" --router "$router" \
-        --featurizer "$feat" --json > "$OUT/ood-$name.json"
+        --featurizer "$feat" --plot "$OUT/ood-$name.png" --json > "$OUT/ood-$name.json"
     "$BIN/python" - "$OUT/ood-$name.json" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))

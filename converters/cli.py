@@ -102,6 +102,10 @@ def _cmd_ood(args: argparse.Namespace) -> int:
     from converters.evaluation.ood import out_of_domain
 
     report = out_of_domain(_train_options(args, Path()), _step, _bar, args.max_folds)
+    if args.plot:
+        from converters.evaluation.ood import plot_ood
+
+        _step(f"plot written to {plot_ood(report, args.plot)}")
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
@@ -264,6 +268,7 @@ def _parser() -> argparse.ArgumentParser:
     _data_args(ood)
     _router_args(ood)
     ood.add_argument("--max-folds", type=int, default=16, help="more tasks: hash groups")
+    ood.add_argument("--plot", type=Path, help="write both cost-quality curves (PNG)")
     ood.add_argument("--json", action="store_true")
     ood.set_defaults(func=_cmd_ood)
 

@@ -16,6 +16,7 @@ the out-of-domain gain over the in-domain gain.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -25,7 +26,7 @@ from converters.datasets.core import unit_hash
 from converters.evaluation import policies as ev
 from converters.train import TrainOptions, fit_router, load_for_training, model_costs
 
-__all__ = ["MAX_FOLDS", "out_of_domain", "task_folds"]
+__all__ = ["MAX_FOLDS", "out_of_domain", "plot_ood", "task_folds"]
 
 F64 = npt.NDArray[np.float64]
 MAX_FOLDS = 16
@@ -61,10 +62,14 @@ def _point(S: F64, Y: F64, cost: F64, lam: float, weighed: F64) -> dict[str, flo
     return {"avg_quality": res.avg_quality, "avg_cost": res.avg_cost}
 
 
-def _mean_gain(S: F64, Y: F64, cost: F64, weighed: F64) -> float:
+def _curve(S: F64, Y: F64, cost: F64, weighed: F64) -> tuple[list[dict[str, float]], float]:
+    """The λ sweep's points and the mean gain above the single-model frontier."""
     curve = ev.cost_quality_curve(S, Y, cost, ev.default_lambdas(S, weighed), weighed)
     singles = [(float(cost[j]), float(Y[:, j].mean())) for j in range(Y.shape[1])]
-    return ev.frontier_gain(curve, singles).mean_gain
+    points = [
+        {"cost_weight": p.lam, "avg_cost": p.avg_cost, "avg_quality": p.avg_quality} for p in curve
+    ]
+    return points, ev.frontier_gain(curve, singles).mean_gain
 
 
 def out_of_domain(
@@ -117,7 +122,8 @@ def out_of_domain(
         rows = lams == lam
         routed[rows] = ev.choose_utility(S_o[rows], weighed, float(lam))
     ood_point = ev.evaluate_choice(routed, Y, c)
-    gain_in, gain_ood = _mean_gain(S_i, Y, c, weighed), _mean_gain(S_o, Y, c, weighed)
+    curve_in, gain_in = _curve(S_i, Y, c, weighed)
+    curve_ood, gain_ood = _curve(S_o, Y, c, weighed)
     best = ev.best_single_index(train.quality[:, cols], c)
     report: dict[str, Any] = {
         "dataset": ds.name,
@@ -126,11 +132,17 @@ def out_of_domain(
         "rows": int(covered.sum()),
         "folds": folds,
         "best_single": _single(full.outputs.names, best, Y, c),
-        "in_domain": _point(S_i, Y, c, full.validated.lam, weighed) | {"mean_gain": gain_in},
+        "in_domain": _point(S_i, Y, c, full.validated.lam, weighed)
+        | {"mean_gain": gain_in, "curve": curve_in},
         "out_of_domain": {
             "avg_quality": ood_point.avg_quality,
             "avg_cost": ood_point.avg_cost,
             "mean_gain": gain_ood,
+            "curve": curve_ood,
+        },
+        "single_models": {
+            name: {"avg_cost": float(c[j]), "avg_quality": float(Y[:, j].mean())}
+            for j, name in enumerate(full.outputs.names)
         },
         "survives": gain_ood / gain_in if gain_in > 0 else float("nan"),
     }
@@ -141,3 +153,44 @@ def out_of_domain(
             gap = S[:, strong] - S[:, weak]
             report[key]["apgr"] = ev.apgr(gap, Y[:, weak], Y[:, strong]).apgr
     return report
+
+
+def plot_ood(report: dict[str, Any], path: Path, cost_unit: str = "") -> Path:
+    """Both cost–quality curves (in and out of domain) over the single models."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.5, 5), dpi=120)
+    for key, label in (("in_domain", "in domain"), ("out_of_domain", "tasks held out")):
+        curve = report[key]["curve"]
+        ax.plot(
+            [p["avg_cost"] for p in curve],
+            [p["avg_quality"] for p in curve],
+            "-o",
+            ms=3,
+            label=f"{label} (gain {report[key]['mean_gain']:.4f})",
+        )
+    for name, p in report["single_models"].items():
+        ax.scatter(p["avg_cost"], p["avg_quality"], marker="s", s=30, color="gray")
+        ax.annotate(
+            name,
+            (p["avg_cost"], p["avg_quality"]),
+            fontsize=7,
+            xytext=(3, 3),
+            textcoords="offset points",
+        )
+    ax.set_xlabel(f"average cost {cost_unit}".strip())
+    ax.set_ylabel("average quality")
+    ax.set_title(
+        f"{report['dataset']}: {report['router']} x {report['featurizer']}, "
+        f"{report['survives']:.0%} of the gain survives"
+    )
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path

@@ -244,8 +244,9 @@ def test_platt_calibration_is_part_of_the_exported_graph(data: Path, tmp_path: P
     assert ((quality > 0) & (quality < 1)).all()  # probabilities, unlike a raw ridge
 
 
-def test_ood_holds_out_each_task_and_reports_what_survives(data: Path) -> None:
+def test_ood_holds_out_each_task_and_reports_what_survives(data: Path, tmp_path: Path) -> None:
     argv = ["ood", "--data", str(data), "--format", "wide", "--router", "linear"]
+    argv += ["--plot", str(tmp_path / "ood.png")]
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
         assert main([*argv, "--svd-dims", "32", "--json"]) == 0
@@ -256,3 +257,4 @@ def test_ood_holds_out_each_task_and_reports_what_survives(data: Path) -> None:
         assert 0.0 <= report[side]["avg_quality"] <= 1.0
     gain_in, gain_ood = (report[s]["mean_gain"] for s in ("in_domain", "out_of_domain"))
     assert report["survives"] == pytest.approx(gain_ood / gain_in)
+    assert (tmp_path / "ood.png").stat().st_size > 10_000
