@@ -78,6 +78,11 @@ run gsm8k-logistic-tfidf routellm-gsm8k "$DATA/routellm" logistic tfidf
 run gsm8k-linear-tfidf-platt routellm-gsm8k "$DATA/routellm" linear tfidf --calibration platt
 run gsm8k-auto-tfidf routellm-gsm8k "$DATA/routellm" auto tfidf
 
+# The static encoder distilled from MiniLM (embeddings at TF-IDF cost).
+run llmrouter-knn-static llmrouter "$DATA/llmrouter" knn static
+run mmlu-knn-static routellm "$DATA/routellm" knn static
+run gsm8k-linear-static routellm-gsm8k "$DATA/routellm" linear static
+
 # The tier router (any priced models), in domain and across datasets: trained on one dataset's
 # models, judged between another's (GPT-4 vs Mixtral are never seen by the LLMRouter-trained one).
 run llmrouter-tier-tfidf llmrouter "$DATA/llmrouter" tier tfidf

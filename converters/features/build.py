@@ -15,8 +15,9 @@ from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
+from tokenizers import Tokenizer
 
-from converters.features import minilm
+from converters.features import minilm, static
 from converters.features.tfidf import TfidfConfig, fit_tfidf, tfidf_parity, tfidf_to_onnx
 from router_service.bundles.manifest import FeaturizerSpec
 from router_service.featurizers.minilm import MiniLMFeaturizer
@@ -25,7 +26,7 @@ from router_service.featurizers.onnx_text import OnnxTextFeaturizer
 __all__ = ["FEATURIZER_KINDS", "BuiltFeaturizer", "build_featurizer", "encode_all"]
 
 log = logging.getLogger(__name__)
-FEATURIZER_KINDS = ("tfidf", "minilm", "minilm-int8", "embedding")
+FEATURIZER_KINDS = ("tfidf", "minilm", "minilm-int8", "static", "embedding")
 Encode = Callable[[Sequence[str]], npt.NDArray[np.float32]]
 Progress = Callable[[int], None]
 
@@ -81,6 +82,30 @@ def _minilm(
     return BuiltFeaturizer(spec, files, runtime.featurize, parity, batch=1 if int8 else 64)
 
 
+def _static(holdout: Sequence[str], max_length: int) -> BuiltFeaturizer:
+    weights = minilm.find_weights_dir()
+    tok = minilm.tokenizer_path(weights)
+    with tempfile.TemporaryDirectory(prefix="routeiq-static-") as tmp:
+        path = Path(tmp) / "static.onnx"
+        model = static.build_static(weights, path)
+        parity = {
+            "min_cosine_vs_numpy": static.parity_check(
+                model, Tokenizer.from_file(str(tok)), list(holdout)[:32]
+            )
+        }
+        runtime = MiniLMFeaturizer(path, tok, max_length=max_length, name="static")
+        graph = path.read_bytes()
+    spec = FeaturizerSpec(
+        kind="static",
+        dim=runtime.dim,
+        file="featurizer.onnx",
+        tokenizer="tokenizer.json",
+        max_length=max_length,
+    )
+    files = {"featurizer.onnx": graph, "tokenizer.json": tok.read_bytes()}
+    return BuiltFeaturizer(spec, files, runtime.featurize, parity)
+
+
 def build_featurizer(
     kind: str,
     train_texts: Sequence[str],
@@ -98,6 +123,8 @@ def build_featurizer(
         built = _tfidf(train_texts, holdout, svd_dims)
     elif kind in ("minilm", "minilm-int8", "embedding"):
         built = _minilm(holdout, kind == "minilm-int8", kind == "embedding", max_length)
+    elif kind == "static":
+        built = _static(holdout, max_length)
     else:
         raise ValueError(f"unknown featurizer {kind!r}; expected one of {FEATURIZER_KINDS}")
     if built.spec.kind == "embedding" or not holdout:

@@ -40,6 +40,7 @@ def _featurizer(bundle: VerifiedBundle) -> Featurizer:
         max_length=spec.max_length,
         sha256=sha,
         quantized=spec.quantized,
+        name=spec.kind,
     )
 
 

@@ -29,7 +29,7 @@ __all__ = [
 ]
 
 SCHEMA_VERSION: Literal[1] = 1
-FeaturizerKind = Literal["tfidf", "minilm", "embedding"]
+FeaturizerKind = Literal["tfidf", "minilm", "static", "embedding"]
 
 
 class _Strict(BaseModel):
@@ -61,8 +61,8 @@ class FeaturizerSpec(_Strict):
     def _files(self) -> FeaturizerSpec:
         if self.kind != "embedding" and self.file is None:
             raise ValueError(f"featurizer {self.kind} needs a 'file'")
-        if self.kind == "minilm" and self.tokenizer is None:
-            raise ValueError("featurizer minilm needs a 'tokenizer' file")
+        if self.kind in ("minilm", "static") and self.tokenizer is None:
+            raise ValueError(f"featurizer {self.kind} needs a 'tokenizer' file")
         return self
 
 

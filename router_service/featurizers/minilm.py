@@ -81,7 +81,8 @@ def _pad(encodings: Sequence[Encoding], pad_id: int) -> dict[str, npt.NDArray[np
 class MiniLMFeaturizer:
     """Sentence embeddings from the MiniLM ONNX encoder: float32 ``[n, dim]``, unit L2 norm.
 
-    ``name`` is ``"minilm"``; ``dim`` is read from the graph's output shape (384 for
+    ``name`` is ``"minilm"`` (``"static"`` for the distilled static encoder, a graph with the
+    same inputs and output); ``dim`` is read from the graph's output shape (384 for
     all-MiniLM-L6-v2); ``sha256`` identifies the featurizer's output: a hash of the ONNX file's
     SHA-256 (the caller may pass it, having verified it already), the tokenizer file's and
     ``max_length``. Texts longer than ``max_length`` tokens (special tokens
@@ -111,11 +112,13 @@ class MiniLMFeaturizer:
         intra_op_threads: int = 1,
         sha256: str | None = None,
         quantized: bool = False,
+        name: str = "minilm",
     ) -> None:
         if max_length < 2:
             raise ValueError(f"max_length must be at least 2, got {max_length}")
         if intra_op_threads < 1:
             raise ValueError(f"intra_op_threads must be at least 1, got {intra_op_threads}")
+        self.name = name
         self.onnx_path = Path(onnx_path)
         self.max_length = max_length
         self.batch_invariant = not quantized
@@ -124,7 +127,7 @@ class MiniLMFeaturizer:
         self._session = make_session(str(self.onnx_path), intra_op_threads)
         self.dim: int = _output_dim(self._session)
         graph_sha = sha256 or _file_sha256(self.onnx_path)
-        identity = f"minilm:{graph_sha}:{_file_sha256(Path(tokenizer_path))}:{max_length}"
+        identity = f"{name}:{graph_sha}:{_file_sha256(Path(tokenizer_path))}:{max_length}"
         self.sha256: str = hashlib.sha256(identity.encode()).hexdigest()
         """Covers the graph, the tokenizer and the truncation: bundles that share an encoder
         but not its tokenizer or ``max_length`` never share feature-cache entries."""

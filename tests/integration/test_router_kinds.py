@@ -1,5 +1,6 @@
-"""Every router kind × the tfidf and minilm featurizers: train a bundle with routeiq-bundle,
-serve it from the real gRPC server, and route with it."""
+"""Every router kind × the tfidf and minilm featurizers (and KNN over the static encoder, whose
+build takes half a minute): train a bundle with routeiq-bundle, serve it from the real gRPC
+server, and route with it."""
 
 from collections.abc import Callable
 from pathlib import Path
@@ -28,8 +29,10 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_synthetic(tmp_path_factory.mktemp("kinds") / "synthetic.csv", n=150)
 
 
-@pytest.mark.parametrize("featurizer", ["tfidf", "minilm"])
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize(
+    ("kind", "featurizer"),
+    [(k, f) for f in ("tfidf", "minilm") for k in KINDS] + [("knn", "static")],
+)
 async def test_train_serve_route(
     kind: str,
     featurizer: str,
