@@ -49,6 +49,13 @@ class Metrics:
             buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
             registry=self.registry,
         )
+        self.shed = Counter(
+            "routeiq_shed",
+            "Requests a learned router shed at once (its queue already exceeded their time "
+            "budget); the fallback answered them",
+            ["router"],
+            registry=self.registry,
+        )
         self.cache_requests = Counter(
             "routeiq_cache_requests",
             "Cache lookups by tier, entry kind and result",
@@ -89,6 +96,9 @@ class Metrics:
 
     def observe_batch(self, router: str, size: int) -> None:
         self._child(self.inference_batch, router).observe(size)
+
+    def count_shed(self, router: str) -> None:
+        self._child(self.shed, router).inc()
 
     def count_cache(self, tier: str, kind: str, result: str) -> None:
         self._child(self.cache_requests, tier, kind, result).inc()

@@ -24,6 +24,12 @@ under the engine's timeout. Slow featurizers (MiniLM) always use the pool.
 
 When a batch fails, each of its requests is retried alone, so one input the featurizer cannot
 take fails only its own request (which the engine answers from the fallback).
+
+Under sustained overload a request would only wait out its time budget and then be answered by
+the fallback anyway; ``infer`` sheds it at once instead (:class:`Overloaded`, with the numbers
+in its message) when the work queued ahead of it — requests waiting and in running jobs, times
+the recent time per request, spread over ``max_running`` jobs — already exceeds its budget.
+Nothing is shed before the first job has been timed.
 """
 
 from __future__ import annotations
@@ -42,12 +48,17 @@ import numpy.typing as npt
 from router_service.featurizers.base import Featurizer
 from router_service.strategies.base import Features
 
-__all__ = ["Inference", "InferenceBatcher"]
+__all__ = ["Inference", "InferenceBatcher", "Overloaded"]
 
 INLINE_MAX_CHARS = 4096
 """Jobs whose texts add up to more characters than this always go to the pool."""
 
 Predict = Callable[[Features], npt.NDArray[np.float64]]
+
+
+class Overloaded(Exception):
+    """Raised by :meth:`InferenceBatcher.infer` instead of queueing a request that could not
+    be answered within its budget; the message (no prompt text) says why."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +102,7 @@ class InferenceBatcher:
         self._featurizer = featurizer
         self._inline_below_us = inline_below_us
         self._job_us = math.inf  # moving average of recent job times; unknown before the first
+        self._item_us = math.inf  # the same per request of the job
         self._on_batch = on_batch
         self._predict = predict
         self._executor = executor
@@ -99,20 +111,30 @@ class InferenceBatcher:
         self._max_running = max_running
         self._queue: list[_Item] = []
         self._running = 0
+        self._running_items = 0
         self._scheduled = False
         self.batches = 0
         """Jobs run so far (with :attr:`items`, the mean batch size; for tests and metrics)."""
         self.items = 0
         self.inline_jobs = 0
 
-    async def infer(self, text: str | None, features: Features | None) -> Inference:
+    async def infer(
+        self, text: str | None, features: Features | None, budget_s: float | None = None
+    ) -> Inference:
         """Features and predicted quality for one request: give ``text`` or ``features``.
 
         Cancelling the await (e.g. a timeout) drops the request from a batch not yet started;
-        a batch already running finishes and its answer for this request is discarded.
+        a batch already running finishes and its answer for this request is discarded. With a
+        ``budget_s``, raises :class:`Overloaded` at once when the work ahead exceeds it.
         """
         if (text is None) == (features is None):
             raise ValueError("give exactly one of text and features")
+        if budget_s is not None and (ahead_us := self._ahead_us()) > budget_s * 1e6:
+            waiting = len(self._queue) + self._running_items
+            raise Overloaded(
+                f"shed: {waiting} requests ahead, about {ahead_us / 1000:.0f} ms of work for a "
+                f"{budget_s * 1000:.0f} ms budget"
+            )
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Inference] = loop.create_future()
         self._queue.append(_Item(text, features, future, len(text) if text is not None else 0))
@@ -120,6 +142,13 @@ class InferenceBatcher:
             self._scheduled = True
             loop.call_soon(self._dispatch)
         return await future
+
+    def _ahead_us(self) -> float:
+        """Estimated µs until a request queued now is answered (0 before any job was timed)."""
+        if math.isinf(self._item_us):
+            return 0.0
+        ahead = len(self._queue) + self._running_items + 1
+        return ahead * self._item_us / self._max_running
 
     def _dispatch(self) -> None:
         self._scheduled = False
@@ -136,6 +165,7 @@ class InferenceBatcher:
                 self._settle(batch, job)
                 continue
             self._running += 1
+            self._running_items += len(batch)
             job.add_done_callback(functools.partial(self._finished, batch))
 
     def _take(self) -> list[_Item]:
@@ -170,12 +200,15 @@ class InferenceBatcher:
             return False
         return sum(len(t) for t in texts if t is not None) <= INLINE_MAX_CHARS
 
-    def _timed(self, started: float) -> None:
+    def _timed(self, started: float, items: int) -> None:
         took = (time.perf_counter() - started) * 1e6
         self._job_us = took if math.isinf(self._job_us) else 0.8 * self._job_us + 0.2 * took
+        each = took / max(items, 1)
+        self._item_us = each if math.isinf(self._item_us) else 0.8 * self._item_us + 0.2 * each
 
     def _finished(self, batch: list[_Item], job: Job) -> None:
         self._running -= 1
+        self._running_items -= len(batch)
         self._settle(batch, job)
         self._dispatch()
 
@@ -205,7 +238,7 @@ class InferenceBatcher:
                 raise
             first: Exception = exc
         finally:
-            self._timed(started)
+            self._timed(started, len(texts))
         out: list[Inference | Exception] = []
         for text, row in zip(texts, rows, strict=True):
             try:

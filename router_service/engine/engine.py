@@ -31,7 +31,7 @@ from router_service.cache.codec import FEATURES, PREDICTIONS
 from router_service.cache.keys import feature_key, prediction_key, text_digest, vector_digest
 from router_service.config import LimitsSettings
 from router_service.domain import Choice, Decision, Outcome, RouteInput, Source
-from router_service.engine.batcher import InferenceBatcher
+from router_service.engine.batcher import InferenceBatcher, Overloaded
 from router_service.engine.health import ModelHealth
 from router_service.engine.validate import validate_route
 from router_service.errors import InvalidRequest, NotReady, StrategyError, UnknownRouter
@@ -267,7 +267,15 @@ class DecisionEngine:
             if text is None or featurizer is None
             else f"featurizer {featurizer.name}"
         )
-        inference = await self._bounded(plan.batcher.infer(text, features), what, router)
+        budget = self.budget_s(router) if self._executor is not None else None
+        try:
+            inference = await self._bounded(
+                plan.batcher.infer(text, features, budget), what, router
+            )
+        except Overloaded as exc:
+            if self._metrics is not None:
+                self._metrics.count_shed(router.name)
+            raise _Degraded(str(exc)) from None
         if fkey and features is None:
             self._cache.put(fkey, inference.features, FEATURES)
         if plan.scored is not None and inference.quality is not None:

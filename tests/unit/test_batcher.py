@@ -15,7 +15,7 @@ import pytest
 from router_service.bundles.base import LoadedRouter, RouterTable
 from router_service.config import LimitsSettings
 from router_service.domain import Candidate, RouteInput, Source
-from router_service.engine.batcher import INLINE_MAX_CHARS, InferenceBatcher
+from router_service.engine.batcher import INLINE_MAX_CHARS, InferenceBatcher, Overloaded
 from router_service.engine.engine import DecisionEngine
 from router_service.engine.health import ModelHealth
 from router_service.metrics import Metrics
@@ -278,3 +278,55 @@ async def test_fast_jobs_move_onto_the_event_loop_and_slow_or_long_ones_stay_in_
     assert fast.threads[4] != loop_thread  # a long text goes to the pool whatever the timing
     assert loop_thread not in slow.threads  # 30 ms jobs never leave the pool
     assert (fast_b.inline_jobs, slow_b.inline_jobs, never.inline_jobs) == (3, 0, 0)
+
+
+class _SlowPerText(CountingFeaturizer):
+    """Costs ``delay_s`` per text (a slow encoder), so a job's time grows with its batch."""
+
+    def featurize(self, texts: Sequence[str]) -> F32:
+        time.sleep(self.delay_s * len(texts))
+        self.calls += 1
+        return np.ones((len(texts), self.dim), dtype=np.float32)
+
+
+async def test_overload_is_shed_at_once_with_its_numbers() -> None:
+    feat = _SlowPerText(delay_s=0.03)
+    with ThreadPoolExecutor(1) as pool:
+        b = InferenceBatcher(feat, None, pool, max_batch=1, max_running=1)
+        await b.infer("warm-up", None, budget_s=0.1)  # nothing is shed before a timed job
+        tasks = [asyncio.create_task(b.infer(f"t{i}", None, budget_s=0.1)) for i in range(8)]
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+    shed = [r for r in results if isinstance(r, Overloaded)]
+    answered = [r for r in results if not isinstance(r, BaseException)]
+    # ~30 ms per request, one at a time: only the first few fit in 100 ms; the rest go at once
+    assert 1 <= len(answered) <= 3 and len(shed) == 8 - len(answered)
+    assert all(not isinstance(r, BaseException) for r in results[: len(answered)])
+    message = str(shed[0])
+    assert message.startswith("shed: ") and "ms of work for a 100 ms budget" in message
+    assert feat.calls == 1 + len(answered)  # shed requests never reached the featurizer
+
+
+async def test_the_engine_answers_shed_requests_from_the_fallback_and_counts_them() -> None:
+    feat = _SlowPerText(delay_s=0.03)
+    cands = tuple(Candidate(n) for n in ("m0", "m1", "m2"))
+    router = LoadedRouter("ml", "argmax", "1", _Argmax(), feat, sha256="ab" * 32)  # type: ignore[arg-type]
+    metrics = Metrics()
+    with ThreadPoolExecutor(1) as pool:
+        engine = DecisionEngine(
+            LimitsSettings(),
+            Fallback(),
+            ModelHealth(30),
+            executor=pool,
+            offload_timeout_s=0.1,
+            max_batch=1,
+            max_running=1,
+            metrics=metrics,
+        )
+        engine.install(RouterTable(routers={"ml": router}, default="ml"))
+        await engine.route(RouteInput("warm", cands, prompt="warm-up"))
+        reqs = [RouteInput(f"r{i}", cands, prompt=f"prompt {i}") for i in range(8)]
+        decisions = await asyncio.gather(*(engine.route(r) for r in reqs))
+    shed = [d for d in decisions if d.source == Source.FALLBACK]
+    assert shed and all("ml failed (shed: " in d.reason for d in shed)
+    assert any(d.source == Source.MODEL for d in decisions)
+    assert metrics.sample("routeiq_shed_total", {"router": "ml"}) == len(shed)
