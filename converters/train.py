@@ -131,8 +131,6 @@ class _Outputs:
         base = str(params.pop("base", "linear"))
         if base not in KINDS:
             raise ValueError(f"tier base {base!r}: expected one of {KINDS}")
-        if base == "auto":
-            raise ValueError("a tier router's base is one kind, not auto")
         shape = {k: float(params.pop(k)) for k in ("margin", "span") if k in params}
         ladder = price_ladder(cost, Y_train, **shape)
         params = TIER_BASE_PARAMS.get(base, {}) | params

@@ -29,7 +29,8 @@ Under sustained overload a request would only wait out its time budget and then 
 the fallback anyway; ``infer`` sheds it at once instead (:class:`Overloaded`, with the numbers
 in its message) when the work queued ahead of it — requests waiting and in running jobs, times
 the recent time per request, spread over ``max_running`` jobs — already exceeds its budget.
-Nothing is shed before the first job has been timed.
+Nothing is shed before the first job has been timed, nor when nothing is queued or running
+(so a router that was slow once is tried again, and its estimate recovers).
 """
 
 from __future__ import annotations
@@ -129,8 +130,8 @@ class InferenceBatcher:
         """
         if (text is None) == (features is None):
             raise ValueError("give exactly one of text and features")
-        if budget_s is not None and (ahead_us := self._ahead_us()) > budget_s * 1e6:
-            waiting = len(self._queue) + self._running_items
+        waiting = len(self._queue) + self._running_items
+        if budget_s is not None and waiting and (ahead_us := self._ahead_us()) > budget_s * 1e6:
             raise Overloaded(
                 f"shed: {waiting} requests ahead, about {ahead_us / 1000:.0f} ms of work for a "
                 f"{budget_s * 1000:.0f} ms budget"

@@ -330,3 +330,13 @@ async def test_the_engine_answers_shed_requests_from_the_fallback_and_counts_the
     assert shed and all("ml failed (shed: " in d.reason for d in shed)
     assert any(d.source == Source.MODEL for d in decisions)
     assert metrics.sample("routeiq_shed_total", {"router": "ml"}) == len(shed)
+
+
+async def test_a_router_that_was_slow_once_is_tried_again_when_idle() -> None:
+    feat = _SlowPerText(delay_s=0.05)
+    with ThreadPoolExecutor(1) as pool:
+        b = InferenceBatcher(feat, None, pool, max_batch=1, max_running=1)
+        await b.infer("slow", None, budget_s=0.01)  # nothing queued: runs, and takes 50 ms
+        feat.delay_s = 0.0
+        await b.infer("fast now", None, budget_s=0.01)  # idle again: not shed on the old figure
+    assert feat.calls == 2
