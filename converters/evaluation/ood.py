@@ -76,6 +76,11 @@ def out_of_domain(
     opts: TrainOptions, step: Step, bar: Bar, max_folds: int = MAX_FOLDS
 ) -> dict[str, Any]:
     """The report described in the module docstring (plain JSON-able data)."""
+    if opts.router == "tier":
+        raise ValueError(
+            "ood evaluates per-model routers; judge a tier bundle on other data with "
+            "`routeiq-bundle eval` (its price ladder would differ from fold to fold)"
+        )
     ds = load_for_training(opts, step)
     if ds.task is None or len(set(ds.task)) < 2:
         raise ValueError(f"{ds.name}: out-of-domain evaluation needs a task per row, 2+ tasks")

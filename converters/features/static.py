@@ -32,7 +32,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 from tokenizers import Tokenizer
 
-from converters.features.minilm import build_encoder_onnx, tokenizer_path
+from converters.features.minilm import DIM, build_encoder_onnx, tokenizer_path
 from converters.onnx_common import IR_VERSION, OPSET
 from router_service.onnx_session import make_session
 
@@ -62,12 +62,12 @@ def _special_ids(tokenizer: Tokenizer) -> list[int]:
 def token_vectors(
     weights_dir: Path, encoder: Path, progress: Callable[[int], None] | None = None
 ) -> F32:
-    """One MiniLM vector per vocabulary token: ``[vocab, 384]``."""
+    """One MiniLM vector per vocabulary token: ``[vocab, DIM]`` (two intra-op threads)."""
     tokenizer = Tokenizer.from_file(str(tokenizer_path(weights_dir)))
     vocab = tokenizer.get_vocab_size()
     cls, sep = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
     session = make_session(str(encoder), 2)
-    out = np.empty((vocab, 384), dtype=np.float32)
+    out = np.empty((vocab, DIM), dtype=np.float32)
     for start in range(0, vocab, _BATCH):
         tokens = np.arange(start, min(start + _BATCH, vocab), dtype=np.int64)
         ids = np.stack([np.full_like(tokens, cls), tokens, np.full_like(tokens, sep)], axis=1)

@@ -258,3 +258,5 @@ def test_ood_holds_out_each_task_and_reports_what_survives(data: Path, tmp_path:
     gain_in, gain_ood = (report[s]["mean_gain"] for s in ("in_domain", "out_of_domain"))
     assert report["survives"] == pytest.approx(gain_ood / gain_in)
     assert (tmp_path / "ood.png").stat().st_size > 10_000
+    argv = ["ood", "--data", str(data), "--format", "wide", "--router", "tier"]
+    assert main(argv) == 2  # the message says to use eval
