@@ -26,7 +26,7 @@ import onnx
 
 from converters.bundle import write_bundle
 from converters.datasets import RoutingDataset, hash_split, load
-from converters.evaluation.policies import cost_quality_curve, default_lambdas, frontier_gain
+from converters.evaluation.policies import sweep
 from converters.evaluation.report import Target, calibrate_lambda, evaluate_predictions
 from converters.features.build import BuiltFeaturizer, build_featurizer, encode_all
 from converters.routers import (
@@ -190,14 +190,6 @@ class _Validated:
     selection: dict[str, Any]
 
 
-def _mean_gain(S: F64, Y: F64, cost: F64, policy_cost: F64 | None) -> float:
-    """Mean quality above the single-model frontier over the cost range (validation rows)."""
-    weighed = cost if policy_cost is None else policy_cost
-    curve = cost_quality_curve(S, Y, cost, default_lambdas(S, weighed), weighed)
-    singles = [(float(cost[j]), float(Y[:, j].mean())) for j in range(Y.shape[1])]
-    return frontier_gain(curve, singles).mean_gain
-
-
 def _validate(
     opts: TrainOptions,
     outputs: _Outputs,
@@ -225,7 +217,8 @@ def _validate(
         if opts.calibration == "platt":
             cal = platt(S_val, outputs.targets(Y[~inner]))
             S_val = apply_platt(S_val, cal)
-        tried[kind] = (_mean_gain(S_val, Y_val, c, outputs.policy_cost()), S_val, cal)
+        gain = sweep(S_val, Y_val, c, outputs.policy_cost())[1].mean_gain
+        tried[kind] = (gain, S_val, cal)
     chosen = max(kinds, key=lambda k: tried[k][0])
     _, S_val, cal = tried[chosen]
     selection: dict[str, Any] = {}

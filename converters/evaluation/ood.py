@@ -24,6 +24,7 @@ import numpy.typing as npt
 
 from converters.datasets.core import unit_hash
 from converters.evaluation import policies as ev
+from converters.evaluation.report import curve_axes, curve_points, save_plot, single_models
 from converters.train import TrainOptions, fit_router, load_for_training, model_costs
 
 __all__ = ["MAX_FOLDS", "out_of_domain", "plot_ood", "task_folds"]
@@ -64,12 +65,8 @@ def _point(S: F64, Y: F64, cost: F64, lam: float, weighed: F64) -> dict[str, flo
 
 def _curve(S: F64, Y: F64, cost: F64, weighed: F64) -> tuple[list[dict[str, float]], float]:
     """The λ sweep's points and the mean gain above the single-model frontier."""
-    curve = ev.cost_quality_curve(S, Y, cost, ev.default_lambdas(S, weighed), weighed)
-    singles = [(float(cost[j]), float(Y[:, j].mean())) for j in range(Y.shape[1])]
-    points = [
-        {"cost_weight": p.lam, "avg_cost": p.avg_cost, "avg_quality": p.avg_quality} for p in curve
-    ]
-    return points, ev.frontier_gain(curve, singles).mean_gain
+    curve, gain = ev.sweep(S, Y, cost, weighed)
+    return curve_points(curve), gain.mean_gain
 
 
 def out_of_domain(
@@ -145,10 +142,7 @@ def out_of_domain(
             "mean_gain": gain_ood,
             "curve": curve_ood,
         },
-        "single_models": {
-            name: {"avg_cost": float(c[j]), "avg_quality": float(Y[:, j].mean())}
-            for j, name in enumerate(full.outputs.names)
-        },
+        "single_models": single_models(full.outputs.names, Y, c),
         "survives": gain_ood / gain_in if gain_in > 0 else float("nan"),
     }
     if len(cols) == 2:
@@ -162,40 +156,13 @@ def out_of_domain(
 
 def plot_ood(report: dict[str, Any], path: Path, cost_unit: str = "") -> Path:
     """Both cost–quality curves (in and out of domain) over the single models."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7.5, 5), dpi=120)
-    for key, label in (("in_domain", "in domain"), ("out_of_domain", "tasks held out")):
-        curve = report[key]["curve"]
-        ax.plot(
-            [p["avg_cost"] for p in curve],
-            [p["avg_quality"] for p in curve],
-            "-o",
-            ms=3,
-            label=f"{label} (gain {report[key]['mean_gain']:.4f})",
-        )
-    for name, p in report["single_models"].items():
-        ax.scatter(p["avg_cost"], p["avg_quality"], marker="s", s=30, color="gray")
-        ax.annotate(
-            name,
-            (p["avg_cost"], p["avg_quality"]),
-            fontsize=7,
-            xytext=(3, 3),
-            textcoords="offset points",
-        )
-    ax.set_xlabel(f"average cost {cost_unit}".strip())
-    ax.set_ylabel("average quality")
-    ax.set_title(
+    curves = [
+        (report[key]["curve"], f"{label} (gain {report[key]['mean_gain']:.4f})")
+        for key, label in (("in_domain", "in domain"), ("out_of_domain", "tasks held out"))
+    ]
+    fig, ax = curve_axes(curves, report["single_models"], singles_color="gray")
+    title = (
         f"{report['dataset']}: {report['router']} x {report['featurizer']}, "
         f"{report['survives']:.0%} of the gain survives"
     )
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_plot(fig, ax, path, xlabel=f"average cost {cost_unit}".strip(), title=title)

@@ -41,6 +41,7 @@ __all__ = [
     "frontier_gain",
     "lambda_for_budget",
     "random_apgr",
+    "sweep",
 ]
 
 logger = logging.getLogger(__name__)
@@ -271,6 +272,23 @@ def lambda_for_budget(
         if point.avg_cost <= budget + TIE_TOL:
             return point
     return None
+
+
+def sweep(
+    S: npt.ArrayLike,
+    Y: npt.ArrayLike,
+    cost: npt.ArrayLike,
+    policy_cost: npt.ArrayLike | None = None,
+) -> tuple[list[CurvePoint], FrontierGain]:
+    """The cost–quality curve over :func:`default_lambdas` (``policy_cost``: what λ weighs, see
+    :func:`cost_quality_curve`) and its :func:`frontier_gain` over the single models of ``Y``
+    (``cost`` one per model)."""
+    weighed = cost if policy_cost is None else policy_cost
+    curve = cost_quality_curve(S, Y, cost, default_lambdas(S, weighed), weighed)
+    c = np.asarray(cost, dtype=np.float64)
+    y = _as2d(Y, "Y")
+    singles = [(float(c[j]), float(y[:, j].mean())) for j in range(y.shape[1])]
+    return curve, frontier_gain(curve, singles)
 
 
 def _budget_frontier(points: Sequence[tuple[float, float]]) -> tuple[F64, F64]:

@@ -12,7 +12,17 @@ import numpy.typing as npt
 
 from converters.evaluation import policies as ev
 
-__all__ = ["Target", "calibrate_lambda", "evaluate_predictions", "max_cost_jump", "plot_curve"]
+__all__ = [
+    "Target",
+    "calibrate_lambda",
+    "curve_axes",
+    "curve_points",
+    "evaluate_predictions",
+    "max_cost_jump",
+    "plot_curve",
+    "save_plot",
+    "single_models",
+]
 
 F64 = npt.NDArray[np.float64]
 
@@ -127,9 +137,7 @@ def evaluate_predictions(
     weighed = cost if policy_cost is None else policy_cost
     routed = ev.evaluate_choice(ev.choose_utility(S, weighed, lam), Y_test, cost)
     base = ev.baselines(Y_train, Y_test, cost)
-    curve = ev.cost_quality_curve(S, Y_test, cost, ev.default_lambdas(S, weighed), weighed)
-    singles = [(float(cost[j]), float(Y_test[:, j].mean())) for j in range(len(models))]
-    gain = ev.frontier_gain(curve, singles)
+    curve, gain = ev.sweep(S, Y_test, cost, weighed)
     out: dict[str, Any] = {
         "rows": len(Y_test),
         "cost_weight": lam,
@@ -138,13 +146,8 @@ def evaluate_predictions(
         | {"model": models[ev.best_single_index(Y_train, cost)]},
         "oracle": _policy(base["oracle"], models),
         "random": _policy(base["random"], models),
-        "single_models": {
-            m: {"avg_cost": c, "avg_quality": q} for m, (c, q) in zip(models, singles, strict=True)
-        },
-        "curve": [
-            {"cost_weight": p.lam, "avg_cost": p.avg_cost, "avg_quality": p.avg_quality}
-            for p in curve
-        ],
+        "single_models": single_models(models, Y_test, cost),
+        "curve": curve_points(curve),
         "frontier_gain": {
             "area": gain.area,
             "mean_gain": gain.mean_gain,
@@ -176,6 +179,21 @@ def max_cost_jump(curve: Sequence[ev.CurvePoint], top_cost: float) -> float:
     return float(np.max(np.abs(np.diff(costs)))) / top_cost
 
 
+def single_models(models: Sequence[str], Y: F64, cost: F64) -> dict[str, dict[str, float]]:
+    """Each model's average cost and quality on these rows, always used alone."""
+    return {
+        m: {"avg_cost": float(cost[j]), "avg_quality": float(Y[:, j].mean())}
+        for j, m in enumerate(models)
+    }
+
+
+def curve_points(curve: Sequence[ev.CurvePoint]) -> list[dict[str, float]]:
+    """A λ sweep as JSON-able points."""
+    return [
+        {"cost_weight": p.lam, "avg_cost": p.avg_cost, "avg_quality": p.avg_quality} for p in curve
+    ]
+
+
 def _policy(res: ev.PolicyResult, models: Sequence[str]) -> dict[str, Any]:
     return {
         "avg_quality": res.avg_quality,
@@ -184,24 +202,24 @@ def _policy(res: ev.PolicyResult, models: Sequence[str]) -> dict[str, Any]:
     }
 
 
-def plot_curve(report: dict[str, Any], path: Path, title: str, cost_unit: str) -> Path:
-    """The cost–quality curve of the λ sweep, the single models as points, the baselines."""
+def curve_axes(
+    curves: Sequence[tuple[list[dict[str, float]], str]],
+    singles: dict[str, dict[str, float]],
+    singles_color: str | None = None,
+) -> tuple[Any, Any]:
+    """A figure with cost–quality curves (points of :func:`curve_points`, and a label each)
+    and the single models as labelled squares; finish it with :func:`save_plot`."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7.5, 5), dpi=120)
-    curve = report["curve"]
-    ax.plot(
-        [p["avg_cost"] for p in curve],
-        [p["avg_quality"] for p in curve],
-        "-o",
-        ms=3,
-        label="router (λ sweep)",
-    )
-    for name, p in report["single_models"].items():
-        ax.scatter(p["avg_cost"], p["avg_quality"], marker="s", s=30)
+    for curve, label in curves:
+        costs = [p["avg_cost"] for p in curve]
+        ax.plot(costs, [p["avg_quality"] for p in curve], "-o", ms=3, label=label)
+    for name, p in singles.items():
+        ax.scatter(p["avg_cost"], p["avg_quality"], marker="s", s=30, color=singles_color)
         ax.annotate(
             name,
             (p["avg_cost"], p["avg_quality"]),
@@ -209,6 +227,28 @@ def plot_curve(report: dict[str, Any], path: Path, title: str, cost_unit: str) -
             xytext=(3, 3),
             textcoords="offset points",
         )
+    return fig, ax
+
+
+def save_plot(fig: Any, ax: Any, path: Path, *, xlabel: str, title: str) -> Path:
+    """Labels, grid and legend; the PNG written to ``path``."""
+    import matplotlib.pyplot as plt
+
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("average quality")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def plot_curve(report: dict[str, Any], path: Path, title: str, cost_unit: str) -> Path:
+    """The cost–quality curve of the λ sweep, the single models as points, the baselines."""
+    fig, ax = curve_axes([(report["curve"], "router (λ sweep)")], report["single_models"])
     for key, marker in (("oracle", "*"), ("random", "x")):
         ax.scatter(
             report[key]["avg_cost"],
@@ -227,13 +267,5 @@ def plot_curve(report: dict[str, Any], path: Path, title: str, cost_unit: str) -
         color="red",
         label=f"router at default λ={report['cost_weight']:.3g}",
     )
-    ax.set_xlabel(f"average cost ({cost_unit.replace('_', ' ')})")
-    ax.set_ylabel("average quality")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    xlabel = f"average cost ({cost_unit.replace('_', ' ')})"
+    return save_plot(fig, ax, path, xlabel=xlabel, title=title)

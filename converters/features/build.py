@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -70,16 +71,29 @@ def _minilm(
     if client_side:
         spec = FeaturizerSpec(kind="embedding", dim=runtime.dim)
         return BuiltFeaturizer(spec, {}, runtime.featurize, parity)
+    return _tokenized("minilm", runtime, graph, tok, parity, quantized=int8)
+
+
+def _tokenized(
+    kind: Literal["minilm", "static"],
+    runtime: MiniLMFeaturizer,
+    graph: bytes,
+    tokenizer: Path,
+    parity: dict[str, float],
+    *,
+    quantized: bool = False,
+) -> BuiltFeaturizer:
+    """A featurizer shipped as ``featurizer.onnx`` + ``tokenizer.json`` (MiniLM, static)."""
     spec = FeaturizerSpec(
-        kind="minilm",
+        kind=kind,
         dim=runtime.dim,
         file="featurizer.onnx",
         tokenizer="tokenizer.json",
-        max_length=max_length,
-        quantized=int8,
+        max_length=runtime.max_length,
+        quantized=quantized,
     )
-    files = {"featurizer.onnx": graph, "tokenizer.json": tok.read_bytes()}
-    return BuiltFeaturizer(spec, files, runtime.featurize, parity, batch=1 if int8 else 64)
+    files = {"featurizer.onnx": graph, "tokenizer.json": tokenizer.read_bytes()}
+    return BuiltFeaturizer(spec, files, runtime.featurize, parity, batch=1 if quantized else 64)
 
 
 def _static(holdout: Sequence[str], max_length: int) -> BuiltFeaturizer:
@@ -95,15 +109,7 @@ def _static(holdout: Sequence[str], max_length: int) -> BuiltFeaturizer:
         }
         runtime = MiniLMFeaturizer(path, tok, max_length=max_length, name="static")
         graph = path.read_bytes()
-    spec = FeaturizerSpec(
-        kind="static",
-        dim=runtime.dim,
-        file="featurizer.onnx",
-        tokenizer="tokenizer.json",
-        max_length=max_length,
-    )
-    files = {"featurizer.onnx": graph, "tokenizer.json": tok.read_bytes()}
-    return BuiltFeaturizer(spec, files, runtime.featurize, parity)
+    return _tokenized("static", runtime, graph, tok, parity)
 
 
 def build_featurizer(

@@ -70,9 +70,7 @@ def _strategy(bundle: VerifiedBundle, aliases: Mapping[str, str]) -> OnnxPredict
         aliases=aliases,
         prior=None
         if m.price_prior is None
-        else PricePrior(
-            tuple(m.price_prior.prices), tuple(m.price_prior.quality), m.price_prior.mean_quality
-        ),
+        else PricePrior.of(m.price_prior.prices, m.price_prior.quality, m.price_prior.mean_quality),
     )
 
 

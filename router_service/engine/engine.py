@@ -57,6 +57,8 @@ class _Plan:
     batcher: InferenceBatcher
     scored: ScoredStrategy | None
     models: frozenset[str]
+    budget_s: float | None
+    """The router's time budget (:meth:`DecisionEngine.budget_s`); None without an executor."""
 
 
 class DecisionEngine:
@@ -267,10 +269,9 @@ class DecisionEngine:
             if text is None or featurizer is None
             else f"featurizer {featurizer.name}"
         )
-        budget = self.budget_s(router) if self._executor is not None else None
         try:
             inference = await self._bounded(
-                plan.batcher.infer(text, features, budget), what, router
+                plan.batcher.infer(text, features, plan.budget_s), what, plan.budget_s
             )
         except Overloaded as exc:
             if self._metrics is not None:
@@ -321,15 +322,18 @@ class DecisionEngine:
             if self._metrics is None
             else functools.partial(self._metrics.observe_batch, router.name),
         )
-        plan = _Plan(router, batcher, scored, frozenset(router.models) | set(router.aliases))
+        known = frozenset(router.models) | set(router.aliases)
+        budget = self.budget_s(router) if self._executor is not None else None
+        plan = _Plan(router, batcher, scored, known, budget)
         self._plans[router.name] = plan
         return plan
 
-    async def _bounded(self, job: Awaitable[_T], what: str, router: LoadedRouter) -> _T:
-        """Await ``job`` within ``router``'s :meth:`budget_s` (no bound without an executor)."""
-        if self._executor is None:
+    @staticmethod
+    async def _bounded(job: Awaitable[_T], what: str, timeout_s: float | None) -> _T:
+        """Await ``job`` within ``timeout_s`` (a router's :meth:`budget_s`; None: no bound,
+        as without an executor)."""
+        if timeout_s is None:
             return await job
-        timeout_s = self.budget_s(router)
         try:
             return await asyncio.wait_for(job, timeout_s)
         except TimeoutError:
@@ -339,9 +343,8 @@ class DecisionEngine:
         """Run ``call`` in the executor (inline without one) under the offload timeout."""
         if self._executor is None:
             return call()
-        return await self._bounded(
-            asyncio.get_running_loop().run_in_executor(self._executor, call), what, router
-        )
+        job = asyncio.get_running_loop().run_in_executor(self._executor, call)
+        return await self._bounded(job, what, self.budget_s(router))
 
     @staticmethod
     def _check_choice(req: RouteInput, choice: Choice) -> None:

@@ -84,19 +84,26 @@ class OnnxPredictor:
 
 class PricePrior(NamedTuple):
     """A cold-start prior for a candidate the router was not trained on, from its price:
-    the training models' mean quality at ``prices`` (USD per 1M tokens, increasing),
-    interpolated over log price and held flat beyond the ends, plus this prompt's shift (the
-    mean predicted quality of the known models minus ``mean_quality``, their training mean)."""
+    the training models' mean quality at the prices ``exp(log_prices)`` (USD per 1M tokens,
+    increasing), interpolated over log price and held flat beyond the ends, plus this prompt's
+    :meth:`shift` (the mean predicted quality of the known models minus ``mean_quality``,
+    their training mean)."""
 
-    prices: tuple[float, ...]
+    log_prices: tuple[float, ...]
     quality: tuple[float, ...]
     mean_quality: float
 
-    def at(self, price: float, predicted: Sequence[float]) -> float:
-        logs = [math.log(p) for p in self.prices]
-        base = float(np.interp(math.log(max(price, 1e-12)), logs, self.quality))
+    @classmethod
+    def of(cls, prices: Sequence[float], quality: Sequence[float], mean: float) -> PricePrior:
+        return cls(tuple(math.log(p) for p in prices), tuple(quality), mean)
+
+    def shift(self, predicted: Sequence[float]) -> float:
+        """This prompt's shift, from the router's predictions for its known models."""
         known = [q for q in predicted if math.isfinite(q)]
-        shift = sum(known) / len(known) - self.mean_quality if known else 0.0
+        return sum(known) / len(known) - self.mean_quality if known else 0.0
+
+    def at(self, price: float, shift: float) -> float:
+        base = float(np.interp(math.log(max(price, 1e-12)), self.log_prices, self.quality))
         return min(max(base + shift, 0.0), 1.0)
 
 
@@ -154,10 +161,11 @@ class OnnxQualityRouter(OnnxPredictor):
         if not scored:
             raise StrategyError("no candidate is a model this router has a prediction for")
         prior, priors = self._prior, 0
-        if prior is not None:
+        if prior is not None and unknown:
+            shift = prior.shift(values)
             for c in unknown:
                 if (price := c.price) is not None:
-                    q = prior.at(price, values)
+                    q = prior.at(price, shift)
                     scored[c.name] = Scored(c, q, price, q - lam * price, QualityBasis.PRICE_PRIOR)
                     priors += 1
         note = f" (price prior for {priors} unknown)" if priors else ""

@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -177,6 +178,17 @@ async def test_a_cancelled_waiting_request_is_dropped_from_its_batch() -> None:
     assert feat.calls == [["a"], ["kept"]]
 
 
+def _engine(
+    router: LoadedRouter, pool: ThreadPoolExecutor, metrics: Metrics, **options: Any
+) -> DecisionEngine:
+    """An engine serving ``router`` (as ``ml``, the default) with the pool and ``options``."""
+    engine = DecisionEngine(
+        LimitsSettings(), Fallback(), ModelHealth(30), executor=pool, metrics=metrics, **options
+    )
+    engine.install(RouterTable(routers={"ml": router}, default="ml"))
+    return engine
+
+
 async def test_engine_batches_concurrent_misses_and_answers_each_request() -> None:
     feat = CountingFeaturizer(delay_s=0.02)
     cands = tuple(Candidate(n) for n in ("m0", "m1", "m2"))
@@ -190,15 +202,7 @@ async def test_engine_batches_concurrent_misses_and_answers_each_request() -> No
     )
     metrics = Metrics()
     with ThreadPoolExecutor(1) as pool:
-        engine = DecisionEngine(
-            LimitsSettings(),
-            Fallback(),
-            ModelHealth(30),
-            executor=pool,
-            offload_timeout_s=5.0,
-            metrics=metrics,
-        )
-        engine.install(RouterTable(routers={"ml": router}, default="ml"))
+        engine = _engine(router, pool, metrics, offload_timeout_s=5.0)
         reqs = [RouteInput(f"r{i}", cands, prompt=f"prompt {i}") for i in range(40)]
         decisions = await asyncio.gather(*(engine.route(r) for r in reqs))
         batched = await engine.route_batch(
@@ -312,17 +316,7 @@ async def test_the_engine_answers_shed_requests_from_the_fallback_and_counts_the
     router = LoadedRouter("ml", "argmax", "1", _Argmax(), feat, sha256="ab" * 32)  # type: ignore[arg-type]
     metrics = Metrics()
     with ThreadPoolExecutor(1) as pool:
-        engine = DecisionEngine(
-            LimitsSettings(),
-            Fallback(),
-            ModelHealth(30),
-            executor=pool,
-            offload_timeout_s=0.1,
-            max_batch=1,
-            max_running=1,
-            metrics=metrics,
-        )
-        engine.install(RouterTable(routers={"ml": router}, default="ml"))
+        engine = _engine(router, pool, metrics, offload_timeout_s=0.1, max_batch=1, max_running=1)
         await engine.route(RouteInput("warm", cands, prompt="warm-up"))
         reqs = [RouteInput(f"r{i}", cands, prompt=f"prompt {i}") for i in range(8)]
         decisions = await asyncio.gather(*(engine.route(r) for r in reqs))
