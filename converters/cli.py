@@ -1,4 +1,4 @@
-"""``routeiq-bundle``: train, evaluate, calibrate, convert and export router bundles.
+"""``routeiq-bundle``: train, evaluate, calibrate, convert, sign and publish router bundles.
 
 Every command prints progress to stderr and a short summary to stdout (``--json`` for a
 machine-readable one).
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -18,6 +19,7 @@ from tqdm import tqdm
 from converters.datasets import FORMATS
 from converters.features.build import FEATURIZER_KINDS
 from converters.routers import ROUTER_CHOICES
+from router_service.errors import RouteIQError
 
 __all__ = ["main"]
 
@@ -80,6 +82,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     opts = _train_options(args, args.out)
     result = train_bundle(opts, _step, _bar)
     m = result.manifest
+    _sign(args)
     if args.json:
         print(
             json.dumps(
@@ -174,12 +177,140 @@ def _cmd_convert(args: argparse.Namespace) -> int:
         fmt=args.format,
         bar=_bar,
     )
+    _sign(args)
     print(
         f"bundle {manifest.name}@{manifest.version} written to {args.out}; parity: "
         f"max |diff| {parity['max_abs_diff']:.2e}, same decision "
         f"{parity['decision_agreement']:.4f} on {int(parity['n'])} rows"
     )
     return 0
+
+
+def _sign(args: argparse.Namespace) -> None:
+    if args.sign is not None:
+        from router_service.bundles.signing import sign_bundle
+
+        _step(f"signed by key {sign_bundle(args.out, args.sign)}")
+
+
+def _cmd_keygen(args: argparse.Namespace) -> int:
+    from router_service.bundles.signing import generate_keypair
+
+    kid = generate_keypair(args.out)
+    print(f"key {kid}: private {args.out} (keep it secret), public {args.out}.pub")
+    return 0
+
+
+def _store(args: argparse.Namespace) -> Any:
+    from converters.registry_ops import open_registry
+
+    if not args.registry:
+        raise ValueError("no registry: pass --registry DIR|s3://bucket/prefix")
+    return open_registry(args.registry, args.s3_endpoint)
+
+
+def _cmd_publish(args: argparse.Namespace) -> int:
+    from converters.registry_ops import publish, set_rollout
+
+    store = _store(args)
+    held = args.canary is not None or args.shadow
+    done = publish(store, args.bundle, args.sign, hold=held)
+    signed = f", signed by {done.signed_by}" if done.signed_by else ""
+    print(f"published {done.router} version {done.version} (sha {done.sha256[:12]}{signed})")
+    if held:
+        rollout = set_rollout(
+            store,
+            done.router,
+            challenger=done.version,
+            share=args.canary or 0.0,
+            shadow=args.shadow,
+            assign_by=args.assign_by,
+        )
+        print(f"rollout: {rollout.describe()}")
+    return 0
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    store = _store(args)
+    listing = store.listing()
+    rows = {
+        name: {
+            "versions": sorted(entry.versions),
+            "rollout": entry.rollout.model_dump(exclude_defaults=True),
+            "serving": entry.rollout.describe(),
+            **({"rollout_error": entry.rollout_error} if entry.rollout_error else {}),
+        }
+        for name, entry in sorted(listing.items())
+        if args.router in (None, name)
+    }
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    for name, row in rows.items():
+        versions = ", ".join(map(str, row["versions"])) or "none"
+        print(f"{name}: versions {versions}; {row['serving']}")
+        if "rollout_error" in row:
+            print(f"  rollout.json: {row['rollout_error']}")
+    if not rows:
+        print(f"{store.description}: no routers" + (f" named {args.router}" if args.router else ""))
+    return 0
+
+
+def _cmd_promote(args: argparse.Namespace) -> int:
+    from converters.registry_ops import promote
+
+    rollout = promote(_store(args), args.router, args.version, newest=args.newest)
+    print(f"{args.router}: {rollout.describe()}")
+    return 0
+
+
+def _cmd_rollback(args: argparse.Namespace) -> int:
+    from converters.registry_ops import rollback
+
+    rollout = rollback(_store(args), args.router, args.to)
+    print(f"{args.router}: {rollout.describe()} (pinned; `promote` moves it on)")
+    return 0
+
+
+def _cmd_rollout(args: argparse.Namespace) -> int:
+    from converters.registry_ops import set_rollout
+
+    if args.off:
+        rollout = set_rollout(_store(args), args.router)
+    else:
+        version = args.shadow if args.shadow is not None else args.challenger
+        if version is None or (args.shadow is None and args.share is None):
+            raise ValueError("give --challenger V --share F, --shadow V, or --off")
+        rollout = set_rollout(
+            _store(args),
+            args.router,
+            challenger=version,
+            share=args.share or 0.0,
+            shadow=args.shadow is not None,
+            assign_by=args.assign_by,
+        )
+    print(f"{args.router}: {rollout.describe()}")
+    return 0
+
+
+def _registry_args(cmd: argparse.ArgumentParser) -> None:
+    cmd.add_argument(
+        "--registry",
+        default=os.environ.get("ROUTEIQ_REGISTRY__SOURCE"),
+        help="a directory or s3://bucket/prefix (default: $ROUTEIQ_REGISTRY__SOURCE)",
+    )
+    cmd.add_argument(
+        "--s3-endpoint",
+        default=os.environ.get("ROUTEIQ_REGISTRY__S3__ENDPOINT_URL"),
+        help="S3-compatible endpoint URL (default: $ROUTEIQ_REGISTRY__S3__ENDPOINT_URL, "
+        "else AWS_ENDPOINT_URL); credentials from the AWS environment variables",
+    )
+
+
+def _sign_arg(cmd: argparse.ArgumentParser) -> None:
+    cmd.add_argument(
+        "--sign", type=Path, metavar="KEY", help="sign the manifest with this Ed25519 key"
+    )
 
 
 def _cmd_export_encoder(args: argparse.Namespace) -> int:
@@ -250,6 +381,55 @@ def _data_args(cmd: argparse.ArgumentParser, required: bool = True) -> None:
     cmd.add_argument("--format", choices=FORMATS, default="wide", help="dataset format")
 
 
+def _registry_commands(sub: Any) -> None:
+    """keygen, publish, list, promote, rollback, rollout."""
+    keygen = sub.add_parser("keygen", help="new Ed25519 signing key (KEY and KEY.pub)")
+    keygen.add_argument("out", type=Path, metavar="KEY")
+    keygen.set_defaults(func=_cmd_keygen)
+
+    pub = sub.add_parser("publish", help="verify a bundle and publish it as the next version")
+    pub.add_argument("bundle", type=Path, metavar="BUNDLE")
+    _registry_args(pub)
+    _sign_arg(pub)
+    side = pub.add_mutually_exclusive_group()
+    side.add_argument(
+        "--canary", type=float, metavar="SHARE", help="as a challenger on SHARE of requests"
+    )
+    side.add_argument("--shadow", action="store_true", help="as a shadow challenger")
+    pub.add_argument("--assign-by", default="request_id", help="request_id or a label name")
+    pub.set_defaults(func=_cmd_publish)
+
+    lst = sub.add_parser("list", help="routers, versions and rollouts in a registry")
+    lst.add_argument("router", nargs="?")
+    _registry_args(lst)
+    lst.add_argument("--json", action="store_true")
+    lst.set_defaults(func=_cmd_list)
+
+    prom = sub.add_parser("promote", help="pin a version (default: the challenger) as champion")
+    prom.add_argument("router")
+    prom.add_argument("version", nargs="?", type=int)
+    prom.add_argument("--newest", action="store_true", help="unpin: the newest version serves")
+    _registry_args(prom)
+    prom.set_defaults(func=_cmd_promote)
+
+    back = sub.add_parser("rollback", help="pin the version before the champion (or --to V)")
+    back.add_argument("router")
+    back.add_argument("--to", type=int, metavar="VERSION")
+    _registry_args(back)
+    back.set_defaults(func=_cmd_rollback)
+
+    roll = sub.add_parser("rollout", help="start or end a canary or shadow challenger")
+    roll.add_argument("router")
+    mode = roll.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--challenger", type=int, metavar="VERSION")
+    mode.add_argument("--shadow", type=int, metavar="VERSION")
+    mode.add_argument("--off", action="store_true")
+    roll.add_argument("--share", type=float, help="the challenger's share of requests, 0..1")
+    roll.add_argument("--assign-by", default="request_id", help="request_id or a label name")
+    _registry_args(roll)
+    roll.set_defaults(func=_cmd_rollout)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="routeiq-bundle", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -260,6 +440,7 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--out", type=Path, required=True, help="bundle directory to write")
     train.add_argument("--name", help="router name (default: dataset-router-featurizer)")
     train.add_argument("--json", action="store_true")
+    _sign_arg(train)
     train.set_defaults(func=_cmd_train)
 
     ood = sub.add_parser(
@@ -307,7 +488,10 @@ def _parser() -> argparse.ArgumentParser:
         help="read a pickle/joblib file (runs code from the file!)",
     )
     _data_args(convert, required=False)
+    _sign_arg(convert)
     convert.set_defaults(func=_cmd_convert)
+
+    _registry_commands(sub)
 
     encoder = sub.add_parser("export-encoder", help="MiniLM encoder -> ONNX (no torch)")
     encoder.add_argument("--out", type=Path, required=True, help="directory to write")
@@ -320,7 +504,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return int(args.func(args))
-    except (ValueError, FileNotFoundError, PermissionError) as exc:
+    except (ValueError, OSError, RouteIQError) as exc:
         print(f"routeiq-bundle: {exc}", file=sys.stderr)
         return 2
 

@@ -330,6 +330,7 @@ def train_bundle(opts: TrainOptions, step: Step, bar: Bar) -> TrainResult:
     kind = "tier" if outputs.ladder is not None else val.kind
     name = opts.name or f"{ds.name.split(':')[0]}-{kind}-{opts.featurizer}"
     provenance = {
+        "trained_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "dataset": ds.name,
         "format": opts.fmt,
         "data_file": opts.data.name,

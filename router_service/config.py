@@ -30,6 +30,7 @@ from pydantic_settings import (
 from router_service.errors import ConfigError, field_problems
 
 __all__ = [
+    "BundleSettings",
     "CacheSettings",
     "EngineSettings",
     "ExtProcRoute",
@@ -38,7 +39,9 @@ __all__ = [
     "LimitsSettings",
     "MetricsSettings",
     "RedisSettings",
+    "RegistrySettings",
     "RouterSpec",
+    "S3Settings",
     "ServerSettings",
     "Settings",
     "TelemetrySettings",
@@ -96,9 +99,10 @@ class RouterSpec(_Section):
 
 
 class TelemetrySettings(_Section):
-    """Where outcome reports go (a JSONL file, one object per line)."""
+    """Where outcome reports and shadow decisions go (JSONL files, one object per line)."""
 
     outcomes_path: Path = Path("var/outcomes.jsonl")
+    shadow_path: Path = Path("var/shadow.jsonl")
     queue_size: int = Field(10_000, ge=1)
 
 
@@ -243,6 +247,73 @@ class ExtProcSettings(_Section):
         return self
 
 
+class BundleSettings(_Section):
+    """Bundles served from fixed directories, and what every bundle must pass to serve.
+
+    Written as a list (``bundles: [DIR, ...]``) it means ``paths``."""
+
+    paths: list[Path] = Field(
+        default_factory=list, description="router bundle directories; each serves by its name"
+    )
+    require_signature: bool = Field(
+        False, description="refuse bundles without a valid signature of one of public_keys"
+    )
+    public_keys: list[Path] = Field(
+        default_factory=list, description="Ed25519 public keys (PEM) whose signatures are trusted"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_list(cls, value: Any) -> Any:
+        return {"paths": value} if isinstance(value, list | tuple) else value
+
+    @model_validator(mode="after")
+    def _keys_for_signatures(self) -> BundleSettings:
+        if self.require_signature and not self.public_keys:
+            raise ValueError("require_signature needs at least one of public_keys")
+        return self
+
+
+class S3Settings(_Section):
+    """Object-storage access for an ``s3://`` registry; unset fields fall back to the standard
+    AWS environment variables and files (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, ...)."""
+
+    endpoint_url: str | None = None
+    region: str | None = None
+    access_key_id: str | None = None
+    secret_access_key: str | None = Field(None, repr=False)
+    timeout_s: float = Field(10.0, gt=0, description="connect and read timeout of each request")
+
+
+class RegistrySettings(_Section):
+    """A registry the service follows: ``SOURCE/<router>/<version>/`` bundles and
+    ``SOURCE/<router>/rollout.json``; new versions and rollouts are served without a restart."""
+
+    source: str | None = Field(
+        None, description="a directory, or s3://bucket/prefix; unset: no registry"
+    )
+    poll_s: float = Field(5.0, ge=0.05, description="how often the source is listed")
+    watch: bool = Field(True, description="a directory source: also react to filesystem events")
+    debounce_ms: int = Field(200, ge=0, description="filesystem events: wait for quiet this long")
+    cache_dir: Path | None = Field(
+        None, description="s3 sources: where versions are downloaded (unset: a temporary dir)"
+    )
+    shadow_budget_ms: float = Field(
+        50.0, gt=0, description="shadow mode: a challenger decision past this is abandoned"
+    )
+    shadow_max_in_flight: int = Field(
+        64, ge=1, description="shadow decisions running at once; beyond it they are skipped"
+    )
+    s3: S3Settings = S3Settings()
+
+    @field_validator("source")
+    @classmethod
+    def _source(cls, value: str | None) -> str | None:
+        if value is not None and value.startswith("s3://") and len(value) <= len("s3://"):
+            raise ValueError("an s3 source needs a bucket: s3://bucket[/prefix]")
+        return value or None
+
+
 def _default_routers() -> list[RouterSpec]:
     return [RouterSpec(name=kind, strategy=kind) for kind in STATIC_KINDS]
 
@@ -258,9 +329,8 @@ class Settings(BaseSettings):
     limits: LimitsSettings = LimitsSettings()
     engine: EngineSettings = EngineSettings()
     routers: list[RouterSpec] = Field(default_factory=_default_routers)
-    bundles: list[Path] = Field(
-        default_factory=list, description="router bundle directories; each serves by its name"
-    )
+    bundles: BundleSettings = BundleSettings()
+    registry: RegistrySettings = RegistrySettings()
     bundle_max_file_bytes: int = Field(256 * 1024 * 1024, ge=1024)
     aliases: dict[str, dict[str, str]] = Field(
         default_factory=dict,

@@ -56,6 +56,26 @@ class Metrics:
             ["router"],
             registry=self.registry,
         )
+        self.registry_swaps = Counter(
+            "routeiq_registry_swaps",
+            "Registry versions that passed verification and were swapped in",
+            ["router", "side"],
+            registry=self.registry,
+        )
+        self.registry_refused = Counter(
+            "routeiq_registry_refused",
+            "Registry versions refused (verification, signature or load failed); the version "
+            "already serving kept serving",
+            ["router"],
+            registry=self.registry,
+        )
+        self.shadow = Counter(
+            "routeiq_shadow_decisions",
+            "Shadow challenger decisions: recorded (agree / disagree with the answer), "
+            "skipped (too many in flight, or over the shadow budget)",
+            ["router", "result"],
+            registry=self.registry,
+        )
         self.cache_requests = Counter(
             "routeiq_cache_requests",
             "Cache lookups by tier, entry kind and result",
@@ -99,6 +119,15 @@ class Metrics:
 
     def count_shed(self, router: str) -> None:
         self._child(self.shed, router).inc()
+
+    def count_swap(self, router: str, side: str) -> None:
+        self._child(self.registry_swaps, router, side).inc()
+
+    def count_refused(self, router: str) -> None:
+        self._child(self.registry_refused, router).inc()
+
+    def count_shadow(self, router: str, result: str) -> None:
+        self._child(self.shadow, router, result).inc()
 
     def count_cache(self, tier: str, kind: str, result: str) -> None:
         self._child(self.cache_requests, tier, kind, result).inc()

@@ -28,24 +28,24 @@ from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from router_service.bundles.base import LoadedRouter, RouterTable
-from router_service.bundles.loader import BundleDirSource
-from router_service.bundles.static_source import StaticSource
+from router_service.bundles.registry import RouterRegistry
 from router_service.cache.codec import FEATURES, PREDICTIONS
 from router_service.cache.lru import LruCache
 from router_service.cache.redis_tier import RedisTier
 from router_service.cache.tiered import TieredCache
 from router_service.config import RedisSettings, Settings
+from router_service.domain import Decision, RouteInput
 from router_service.engine.engine import DecisionEngine
 from router_service.engine.health import ModelHealth
-from router_service.errors import ConfigError
+from router_service.errors import Overloaded
 from router_service.grpc_server import Service, build_server
 from router_service.metrics import Metrics
 from router_service.proto import SERVICE_NAME, pb_grpc
 from router_service.strategies.registry import StrategyRegistry
 from router_service.surfaces.ext_proc import EXT_PROC_SERVICE_NAME, ExtProcServicer
 from router_service.surfaces.router_api import RouterServicer
-from router_service.telemetry.outcomes import JsonlOutcomeSink
+from router_service.telemetry.outcomes import JsonlOutcomeSink, JsonlSink
+from router_service.telemetry.shadow import shadow_record
 
 __all__ = ["RouterServer", "build_engine"]
 
@@ -111,6 +111,8 @@ def build_engine(
     executor: Executor | None,
     cache: TieredCache | None = None,
     metrics: Metrics | None = None,
+    *,
+    on_shadow: Callable[[RouteInput, Decision, Decision], None] | None = None,
 ) -> DecisionEngine:
     return DecisionEngine(
         settings.limits,
@@ -127,34 +129,10 @@ def build_engine(
         max_running=settings.engine.executor_threads,
         inline_below_us=settings.engine.inline_below_us,
         metrics=metrics,
+        on_shadow=on_shadow,
+        shadow_budget_s=settings.registry.shadow_budget_ms / 1000,
+        shadow_max_in_flight=settings.registry.shadow_max_in_flight,
     )
-
-
-def load_routers(settings: Settings, registry: StrategyRegistry) -> RouterTable:
-    """Static routers from the config plus one router per bundle; ConfigError on a clash."""
-    static: list[LoadedRouter] = StaticSource(settings.routers, registry).load()
-    learned = BundleDirSource(
-        settings.bundles, settings.bundle_max_file_bytes, settings.aliases
-    ).load()
-    table: dict[str, LoadedRouter] = {}
-    for router in [*static, *learned]:
-        if router.name in table:
-            raise ConfigError(f"two routers are named {router.name!r}")
-        table[router.name] = router
-    default = settings.resolved_default([r.name for r in learned])
-    orphans = sorted(set(settings.aliases) - {r.name for r in learned})
-    if orphans:
-        raise ConfigError(
-            f"aliases name routers that are not loaded bundles: {', '.join(orphans)}; "
-            f"bundles: {', '.join(sorted(r.name for r in learned)) or 'none'}"
-        )
-    unknown = sorted(set(settings.engine.router_timeouts_ms) - set(table))
-    if unknown:
-        raise ConfigError(
-            f"engine.router_timeouts_ms names routers that are not loaded: {', '.join(unknown)}"
-            f"; loaded: {', '.join(sorted(table))}"
-        )
-    return RouterTable(routers=table, default=default)
 
 
 class RouterServer:
@@ -168,10 +146,21 @@ class RouterServer:
         )
         self.metrics = Metrics()
         self.cache = build_cache(settings, self.metrics)
-        self.engine = build_engine(settings, self.registry, self.executor, self.cache, self.metrics)
         self.outcomes = JsonlOutcomeSink(
             Path(settings.telemetry.outcomes_path), settings.telemetry.queue_size
         )
+        self.shadows = JsonlSink(
+            Path(settings.telemetry.shadow_path), settings.telemetry.queue_size
+        )
+        self.engine = build_engine(
+            settings,
+            self.registry,
+            self.executor,
+            self.cache,
+            self.metrics,
+            on_shadow=self._record_shadow,
+        )
+        self.routers = RouterRegistry(settings, self.registry, self.engine.install, self.metrics)
         self.health = health.aio.HealthServicer()
         self.port = 0
         self.ext_proc_port: int | None = None  # the ext_proc service's port, once started
@@ -201,6 +190,7 @@ class RouterServer:
                 option="ext_proc.port",
             )
         self.outcomes.start()
+        self.shadows.start()
         if self.cache.redis is not None:
             await self.cache.redis.warm()
         if self.settings.metrics.port is not None:
@@ -209,7 +199,8 @@ class RouterServer:
         self._server = server
         if self._ext_server is not None:
             await self._ext_server.start()
-        self.engine.install(await asyncio.to_thread(load_routers, self.settings, self.registry))
+        self.engine.install(await asyncio.to_thread(self.routers.load))
+        self.routers.start()
         if ext_proc is not None:
             ext_proc.check()
         await self._set_health(health_pb2.HealthCheckResponse.SERVING)
@@ -217,6 +208,12 @@ class RouterServer:
             "serving %d router(s) on %s:%d", len(self.engine.table.routers), cfg.host, self.port
         )
         return self.port
+
+    def _record_shadow(self, req: RouteInput, answer: Decision, shadow: Decision) -> None:
+        try:
+            self.shadows.submit_line(shadow_record(req, answer, shadow))
+        except Overloaded:  # shadow records are best effort: the answer never waits for them
+            self.metrics.count_shadow(answer.router, "dropped")
 
     async def _set_health(self, status: health_pb2.HealthCheckResponse.ServingStatus) -> None:
         ext_proc = (EXT_PROC_SERVICE_NAME,) if self.settings.ext_proc.enabled else ()
@@ -239,7 +236,9 @@ class RouterServer:
         await asyncio.gather(
             *(s.stop(grace) for s in (self._server, self._ext_server) if s is not None)
         )
+        await self.routers.close()
         await self.outcomes.close()
+        await self.shadows.close()
         await self.cache.close()
         self.executor.shutdown(wait=False, cancel_futures=True)
         self._server = self._ext_server = None

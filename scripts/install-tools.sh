@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Installs the external programs the tests start or call: a Redis server from Debian's
-# packages (when none is installed) and grpcurl, built with the Go toolchain into .tools/bin.
+# packages (when none is installed), and grpcurl and MinIO (the S3 server the registry tests
+# start; a test tool only, never shipped), built with the Go toolchain into .tools/bin.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 GRPCURL_VERSION="${GRPCURL_VERSION:-v1.9.4}"
+MINIO_VERSION="${MINIO_VERSION:-v0.0.0-20260212201848-7aac2a2c5b7c}"
 TOOLS_BIN="$PWD/.tools/bin"
 mkdir -p "$TOOLS_BIN"
 
@@ -18,4 +20,9 @@ if [ ! -x "$TOOLS_BIN/grpcurl" ]; then
     echo "install-tools: building grpcurl $GRPCURL_VERSION"
     GOBIN="$TOOLS_BIN" GOFLAGS=-mod=mod go install \
         "github.com/fullstorydev/grpcurl/cmd/grpcurl@$GRPCURL_VERSION"
+fi
+
+if [ ! -x "$TOOLS_BIN/minio" ]; then
+    echo "install-tools: building minio $MINIO_VERSION (a few minutes the first time)"
+    GOBIN="$TOOLS_BIN" GOFLAGS=-mod=mod go install "github.com/minio/minio@$MINIO_VERSION"
 fi

@@ -125,3 +125,13 @@ def tier_bundle() -> Path:
     """The tier router exactly as `make run` builds it (linear over TF-IDF per price rung of
     the LLMRouter data shipped in converters/data)."""
     return _make_bundles() / "tier"
+
+
+@pytest.fixture(scope="session")
+def minio_server() -> Any:
+    """A real MinIO server (S3) on a free port with a temporary data directory."""
+    from tests.support.minio import MinioServer
+
+    server = MinioServer()
+    yield server
+    server.stop()

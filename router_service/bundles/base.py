@@ -6,10 +6,25 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from router_service.bundles.rollout import in_share
+from router_service.domain import RouteInput
 from router_service.featurizers.base import Featurizer
 from router_service.strategies.base import Strategy
 
-__all__ = ["LoadedRouter", "RouterSource", "RouterTable"]
+__all__ = ["BundleInfo", "LoadedRouter", "RolloutPlan", "RouterSource", "RouterTable"]
+
+
+@dataclass(frozen=True, slots=True)
+class BundleInfo:
+    """What an operator wants to see about a served bundle (``ListRouters``): where it came
+    from, its own version, who signed it, when it was trained and how it scored held out."""
+
+    origin: str
+    bundle_version: str
+    signed_by: str = ""
+    trained_at: str = ""
+    held_out_quality: float | None = None
+    held_out_cost: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +46,30 @@ class LoadedRouter:
     aliases: Mapping[str, str] = field(default_factory=dict)
     sha256: str = ""
     featurizer_cost_ms: float | None = None
+    info: BundleInfo | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RolloutPlan:
+    """A challenger beside a router's champion: it answers the requests whose assignment key
+    falls in ``share`` (canary), or decides for every request without answering (shadow)."""
+
+    challenger: LoadedRouter
+    shadow: bool = False
+    share: float = 0.0
+    assign_by: str = "request_id"
+    description: str = ""
+
+    def takes(self, router: str, req: RouteInput) -> bool:
+        """Canary: whether ``req`` goes to the challenger. A request without its key (no
+        request id, or no such label) stays with the champion."""
+        if self.shadow:
+            return False
+        if self.assign_by == "request_id":
+            key = req.request_id
+        else:
+            key = req.labels.get(self.assign_by, "")
+        return bool(key) and in_share(router, key, self.share)
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +78,7 @@ class RouterTable:
 
     routers: Mapping[str, LoadedRouter] = field(default_factory=dict)
     default: str = ""
+    rollouts: Mapping[str, RolloutPlan] = field(default_factory=dict)
 
 
 class RouterSource(Protocol):

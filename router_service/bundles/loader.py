@@ -8,8 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from router_service.bundles.base import LoadedRouter
+from router_service.bundles.base import BundleInfo, LoadedRouter
 from router_service.bundles.manifest import Manifest
+from router_service.bundles.signing import TrustedKeys
 from router_service.bundles.verify import VerifiedBundle, verify_bundle
 from router_service.errors import BundleError
 from router_service.featurizers.base import Featurizer
@@ -108,12 +109,34 @@ def _check_aliases(m: Manifest, aliases: Mapping[str, str]) -> None:
         raise BundleError(f"aliases for {m.name!r} rename its own models: {', '.join(shadowing)}")
 
 
+def _info(bundle: VerifiedBundle, origin: str) -> BundleInfo:
+    m = bundle.manifest
+    held_out = m.provenance.get("metrics", {}).get("router", {})
+    quality, cost = held_out.get("avg_quality"), held_out.get("avg_cost")
+    return BundleInfo(
+        origin=origin,
+        bundle_version=m.version,
+        signed_by=bundle.signed_by,
+        trained_at=str(m.provenance.get("trained_at", "")),
+        held_out_quality=float(quality) if isinstance(quality, int | float) else None,
+        held_out_cost=float(cost) if isinstance(cost, int | float) else None,
+    )
+
+
 def load_bundle(
-    path: Path, max_file_bytes: int, aliases: Mapping[str, Mapping[str, str]] | None = None
+    path: Path,
+    max_file_bytes: int,
+    aliases: Mapping[str, Mapping[str, str]] | None = None,
+    trusted: TrustedKeys | None = None,
+    *,
+    version: str | None = None,
+    origin: str | None = None,
 ) -> LoadedRouter:
     """Verify, build and warm one bundle; :class:`BundleError` when anything is wrong.
-    ``aliases``: per router name, candidate names that stand for one of its models."""
-    bundle = verify_bundle(path, max_file_bytes)
+    ``aliases``: per router name, candidate names that stand for one of its models;
+    ``trusted``: the signature policy; ``version``: what answers report (default: the
+    manifest's); ``origin``: where it came from (default: the path)."""
+    bundle = verify_bundle(path, max_file_bytes, trusted)
     m = bundle.manifest
     mine = dict((aliases or {}).get(m.name, {}))
     _check_aliases(m, mine)
@@ -136,7 +159,7 @@ def load_bundle(
     return LoadedRouter(
         name=m.name,
         kind=m.router_kind,
-        version=m.version,
+        version=version or m.version,
         strategy=strategy,
         featurizer=featurizer,
         models=() if m.ladder is not None else tuple(m.models),
@@ -144,6 +167,7 @@ def load_bundle(
         aliases=mine,
         sha256=bundle.sha256,
         featurizer_cost_ms=m.featurizer.cost_ms_p99,
+        info=_info(bundle, origin or str(path)),
     )
 
 
@@ -155,10 +179,12 @@ class BundleDirSource:
         paths: Sequence[Path],
         max_file_bytes: int,
         aliases: Mapping[str, Mapping[str, str]] | None = None,
+        trusted: TrustedKeys | None = None,
     ) -> None:
         self._paths = list(paths)
         self._max = max_file_bytes
         self._aliases = aliases or {}
+        self._trusted = trusted
 
     def load(self) -> list[LoadedRouter]:
-        return [load_bundle(p, self._max, self._aliases) for p in self._paths]
+        return [load_bundle(p, self._max, self._aliases, self._trusted) for p in self._paths]

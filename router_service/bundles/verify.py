@@ -3,7 +3,8 @@
 Checks, in order: manifest size and schema; every listed file present, within the size cap, of
 the recorded size and sha256; every ONNX graph passes ``onnx.checker``, carries no external
 data, and uses only operators of the standard and ``ai.onnx.ml`` domains, plus two
-``com.microsoft`` operators listed by name (:data:`ALLOWED_EXTRA_OPS`).
+``com.microsoft`` operators listed by name (:data:`ALLOWED_EXTRA_OPS`); and, when public keys are
+configured, the Ed25519 signature over the manifest (:mod:`router_service.bundles.signing`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import onnx
 from pydantic import ValidationError
 
 from router_service.bundles.manifest import Manifest
+from router_service.bundles.signing import TrustedKeys, verify_signature
 from router_service.errors import BundleError, field_problems
 
 __all__ = ["ALLOWED_DOMAINS", "ALLOWED_EXTRA_OPS", "VerifiedBundle", "graph_ops", "verify_bundle"]
@@ -35,6 +37,8 @@ class VerifiedBundle:
     manifest: Manifest
     sha256: str
     blobs: dict[str, bytes]
+    signed_by: str = ""
+    """The key id whose signature was verified ("" when unsigned or no keys are configured)."""
 
 
 def graph_ops(graph: onnx.GraphProto) -> Iterator[tuple[str, str]]:
@@ -72,7 +76,7 @@ def _check_onnx(name: str, blob: bytes) -> None:
         raise BundleError(f"{name}: operators outside the allowed domains: {', '.join(refused)}")
 
 
-def _read_manifest(path: Path) -> tuple[Manifest, str]:
+def _read_manifest(path: Path) -> tuple[Manifest, bytes]:
     manifest_path = path / "manifest.json"
     if not manifest_path.is_file():
         raise BundleError(f"{path}: no manifest.json (is this a bundle directory?)")
@@ -87,16 +91,19 @@ def _read_manifest(path: Path) -> tuple[Manifest, str]:
         ) from None
     except ValueError as exc:
         raise BundleError(f"{path}: invalid manifest.json: {exc}") from None
-    return manifest, hashlib.sha256(raw).hexdigest()
+    return manifest, raw
 
 
-def verify_bundle(path: Path, max_file_bytes: int) -> VerifiedBundle:
+def verify_bundle(
+    path: Path, max_file_bytes: int, trusted: TrustedKeys | None = None
+) -> VerifiedBundle:
     """Verify the bundle in directory ``path``; raise :class:`BundleError` saying what failed.
 
     Files are read once, hashed, checked, and handed on as bytes so that what is served is
     exactly what was verified.
     """
-    manifest, sha = _read_manifest(path)
+    manifest, raw = _read_manifest(path)
+    signed_by = verify_signature(path, raw, trusted or TrustedKeys())
     blobs: dict[str, bytes] = {}
     for name, entry in manifest.files.items():
         file = path / name
@@ -111,4 +118,10 @@ def verify_bundle(path: Path, max_file_bytes: int) -> VerifiedBundle:
         if name.endswith(".onnx"):
             _check_onnx(name, blob)
         blobs[name] = blob
-    return VerifiedBundle(path=path, manifest=manifest, sha256=sha, blobs=blobs)
+    return VerifiedBundle(
+        path=path,
+        manifest=manifest,
+        sha256=hashlib.sha256(raw).hexdigest(),
+        blobs=blobs,
+        signed_by=signed_by,
+    )

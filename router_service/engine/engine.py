@@ -71,7 +71,9 @@ class DecisionEngine:
     micro-batched per router (see :mod:`router_service.engine.batcher`): up to ``max_batch``
     requests per job, at most ``max_running`` jobs per router at once; jobs of routers whose
     recent jobs took less than ``inline_below_us`` run on the event loop (0 = always in the
-    executor).
+    executor). A router with a rollout (see :class:`RolloutPlan`) answers from its canary
+    challenger for the requests in its share; a shadow challenger decides in the background and
+    its decision goes to ``on_shadow`` with the answer's, never to the caller.
     """
 
     def __init__(
@@ -89,6 +91,9 @@ class DecisionEngine:
         max_batch_chars: int = 16_384,
         max_running: int = 1,
         inline_below_us: float = 0.0,
+        on_shadow: Callable[[RouteInput, Decision, Decision], None] | None = None,
+        shadow_budget_s: float = 0.05,
+        shadow_max_in_flight: int = 64,
     ) -> None:
         self._limits = limits
         self._fallback = fallback
@@ -104,18 +109,30 @@ class DecisionEngine:
         self._max_batch_chars = max_batch_chars
         self._max_running = max_running
         self._inline_below_us = inline_below_us
-        self._plans: dict[str, _Plan] = {}
+        self._plans: dict[tuple[str, str], _Plan] = {}
+        self._on_shadow = on_shadow
+        self._shadow_budget_s = shadow_budget_s
+        self._shadow_max_in_flight = shadow_max_in_flight
+        self._shadows: set[asyncio.Task[None]] = set()
 
     # -- router table ---------------------------------------------------------------------
     def install(self, table: RouterTable) -> None:
-        """Swap in a new router table atomically; requests in flight keep the old one."""
+        """Swap in a new router table atomically; requests in flight keep the old one (and
+        their routers' batchers). Plans of routers that did not change are kept."""
         if table.default not in table.routers:
             raise ValueError(f"default router {table.default!r} is not in the table")
+        old = self._table
+        live = [*table.routers.values(), *(p.challenger for p in table.rollouts.values())]
         self._table = table
-        self._plans = {}
+        self._plans = {
+            key: plan
+            for key, plan in self._plans.items()
+            if any(plan.router is router for router in live)
+        }
+        before = {} if old is None else old.routers
         for router in table.routers.values():
             budget = self.budget_s(router)
-            if budget != self._offload_timeout_s:
+            if budget != self._offload_timeout_s and before.get(router.name) is not router:
                 log.info("router %s: time budget %.0f ms", router.name, budget * 1000)
 
     def budget_s(self, router: LoadedRouter) -> float:
@@ -155,14 +172,28 @@ class DecisionEngine:
             )
         return router
 
+    def _sides(self, req: RouteInput) -> tuple[LoadedRouter, LoadedRouter | None]:
+        """The router that answers ``req`` (the champion, or a canary challenger whose share
+        the request falls in), and a shadow challenger that decides beside it, if any."""
+        router = self.resolve(req.router)
+        rollout = self.table.rollouts.get(router.name)
+        if rollout is None:
+            return router, None
+        if rollout.shadow:
+            return router, rollout.challenger
+        return (rollout.challenger if rollout.takes(router.name, req) else router), None
+
     # -- decisions ------------------------------------------------------------------------
     async def route(self, req: RouteInput) -> Decision:
         """Decide for one request. Raises InvalidRequest/UnknownRouter/NotReady only."""
         start = time.perf_counter_ns()
-        router = self.resolve(req.router)
+        router, shadow = self._sides(req)
         validate_route(req, self._limits)
         self._check_input_kind(router, req)
-        return self._observe(await self._decide(router, req, start))
+        decision = await self._decide(router, req, start)
+        if shadow is not None:
+            self._shadow(shadow, req, decision)
+        return self._observe(decision)
 
     async def route_batch(self, reqs: Sequence[RouteInput]) -> list[Decision]:
         """Decide for many requests, answered in order. All are validated before any is routed;
@@ -172,19 +203,56 @@ class DecisionEngine:
             raise InvalidRequest(
                 f"{len(reqs)} requests, over the limit of {self._limits.max_batch}"
             )
-        routers = []
+        sides = []
         for i, req in enumerate(reqs):
             try:
-                router = self.resolve(req.router)
+                router, shadow = self._sides(req)
                 validate_route(req, self._limits)
                 self._check_input_kind(router, req)
             except InvalidRequest as exc:
                 raise type(exc)(f"requests[{i}]: {exc}") from None
-            routers.append(router)
+            sides.append((router, shadow))
         decisions = await asyncio.gather(
-            *(self._decide(r, q, start) for r, q in zip(routers, reqs, strict=True))
+            *(self._decide(r, q, start) for (r, _), q in zip(sides, reqs, strict=True))
         )
+        for (_, shadow), req, decision in zip(sides, reqs, decisions, strict=True):
+            if shadow is not None:
+                self._shadow(shadow, req, decision)
         return [self._observe(d) for d in decisions]
+
+    def _shadow(self, challenger: LoadedRouter, req: RouteInput, answer: Decision) -> None:
+        """Let a shadow challenger decide ``req`` in the background (never delaying the
+        answer), within ``shadow_budget_s`` and ``shadow_max_in_flight``; its decision goes to
+        ``on_shadow`` with the answer's."""
+        if self._on_shadow is None:
+            return
+        if len(self._shadows) >= self._shadow_max_in_flight:
+            self._count_shadow(challenger.name, "skipped")
+            return
+        task = asyncio.create_task(self._run_shadow(challenger, req, answer))
+        self._shadows.add(task)
+        task.add_done_callback(self._shadows.discard)
+
+    async def _run_shadow(
+        self, challenger: LoadedRouter, req: RouteInput, answer: Decision
+    ) -> None:
+        assert self._on_shadow is not None
+        try:
+            self._check_input_kind(challenger, req)
+            decision = await asyncio.wait_for(
+                self._decide(challenger, req, time.perf_counter_ns()), self._shadow_budget_s
+            )
+        except (InvalidRequest, TimeoutError):
+            self._count_shadow(challenger.name, "skipped")
+            return
+        self._count_shadow(
+            challenger.name, "agree" if decision.model == answer.model else "disagree"
+        )
+        self._on_shadow(req, answer, decision)
+
+    def _count_shadow(self, router: str, result: str) -> None:
+        if self._metrics is not None:
+            self._metrics.count_shadow(router, result)
 
     def record_outcome(self, outcome: Outcome) -> None:
         """A failed call benches its model for the report's tenant (see
@@ -305,7 +373,8 @@ class DecisionEngine:
         return await self._cache.get(fkey, FEATURES), fkey
 
     def _plan(self, router: LoadedRouter) -> _Plan:
-        plan = self._plans.get(router.name)
+        key = (router.name, router.version)  # a champion and its challenger plan apart
+        plan = self._plans.get(key)
         if plan is not None and plan.router is router:
             return plan
         strategy = router.strategy
@@ -325,7 +394,7 @@ class DecisionEngine:
         known = frozenset(router.models) | set(router.aliases)
         budget = self.budget_s(router) if self._executor is not None else None
         plan = _Plan(router, batcher, scored, known, budget)
-        self._plans[router.name] = plan
+        self._plans[key] = plan
         return plan
 
     @staticmethod

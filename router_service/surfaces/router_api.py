@@ -6,6 +6,7 @@ from typing import Any
 
 import grpc
 
+from router_service.bundles.base import LoadedRouter
 from router_service.engine.engine import DecisionEngine
 from router_service.engine.validate import validate_outcome
 from router_service.proto import pb, pb_grpc
@@ -39,20 +40,23 @@ class RouterServicer(pb_grpc.RouterServicer):
         self, request: pb.ListRoutersRequest, context: Ctx
     ) -> pb.ListRoutersResponse:
         table = self._engine.table
-        return pb.ListRoutersResponse(
-            default_router=table.default,
-            routers=[
-                pb.RouterInfo(
-                    name=r.name,
-                    kind=r.kind,
-                    version=r.version,
-                    is_default=r.name == table.default,
-                    models=list(r.models),
-                    aliases=dict(r.aliases),
+        infos = []
+        for r in sorted(table.routers.values(), key=lambda r: r.name):
+            info = _router_info(r)
+            info.is_default = r.name == table.default
+            rollout = table.rollouts.get(r.name)
+            if rollout is not None:
+                info.rollout.CopyFrom(
+                    pb.Rollout(
+                        mode=pb.Rollout.SHADOW if rollout.shadow else pb.Rollout.CANARY,
+                        share=0.0 if rollout.shadow else rollout.share,
+                        assign_by=rollout.assign_by,
+                        challenger=_router_info(rollout.challenger),
+                        description=rollout.description,
+                    )
                 )
-                for r in sorted(table.routers.values(), key=lambda r: r.name)
-            ],
-        )
+            infos.append(info)
+        return pb.ListRoutersResponse(default_router=table.default, routers=infos)
 
     @grpc_errors
     async def ReportOutcome(
@@ -63,3 +67,25 @@ class RouterServicer(pb_grpc.RouterServicer):
         self._outcomes.submit(outcome)
         self._engine.record_outcome(outcome)
         return pb.ReportOutcomeResponse()
+
+
+def _router_info(r: LoadedRouter) -> pb.RouterInfo:
+    info = pb.RouterInfo(
+        name=r.name,
+        kind=r.kind,
+        version=r.version,
+        models=list(r.models),
+        aliases=dict(r.aliases),
+        sha256=r.sha256,
+    )
+    b = r.info
+    if b is not None:
+        info.origin = b.origin
+        info.bundle_version = b.bundle_version
+        info.signed_by = b.signed_by
+        info.trained_at = b.trained_at
+        if b.held_out_quality is not None:
+            info.held_out_quality = b.held_out_quality
+        if b.held_out_cost is not None:
+            info.held_out_cost = b.held_out_cost
+    return info

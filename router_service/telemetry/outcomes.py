@@ -17,7 +17,7 @@ from typing import Protocol
 from router_service.domain import Outcome
 from router_service.errors import Overloaded
 
-__all__ = ["JsonlOutcomeSink", "OutcomeSink"]
+__all__ = ["JsonlOutcomeSink", "JsonlSink", "OutcomeSink"]
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +45,10 @@ def _record(outcome: Outcome) -> str:
     )
 
 
-class JsonlOutcomeSink:
-    """Appends outcomes to ``path`` (created with its parent directory on first write)."""
+class JsonlSink:
+    """Appends JSON lines to ``path`` (created with its parent directory on first write)."""
+
+    what = "line"
 
     def __init__(self, path: Path, queue_size: int = 10_000, batch: int = 512) -> None:
         self._path = path
@@ -57,14 +59,14 @@ class JsonlOutcomeSink:
 
     def start(self) -> None:
         if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="outcome-writer")
+            self._task = asyncio.create_task(self._run(), name=f"writer-{self._path.name}")
 
-    def submit(self, outcome: Outcome) -> None:
-        """Accept one outcome; raises :class:`Overloaded` when the queue is full."""
+    def submit_line(self, line: str) -> None:
+        """Accept one line; raises :class:`Overloaded` when the queue is full."""
         try:
-            self._queue.put_nowait(_record(outcome))
+            self._queue.put_nowait(line)
         except asyncio.QueueFull:
-            raise Overloaded("outcome queue is full; retry later") from None
+            raise Overloaded(f"{self.what} queue is full; retry later") from None
 
     async def _run(self) -> None:
         while True:
@@ -74,7 +76,7 @@ class JsonlOutcomeSink:
             try:
                 await asyncio.to_thread(self._append, lines)
             except OSError:
-                log.exception("could not write %d outcome(s) to %s", len(lines), self._path)
+                log.exception("could not write %d line(s) to %s", len(lines), self._path)
             finally:
                 for _ in lines:
                     self._queue.task_done()
@@ -95,6 +97,16 @@ class JsonlOutcomeSink:
         try:
             await self.flush(timeout_s)
         except TimeoutError:
-            log.error("outcome writer did not drain within %.1f s", timeout_s)
+            log.error("writer of %s did not drain within %.1f s", self._path, timeout_s)
         self._task.cancel()
         self._task = None
+
+
+class JsonlOutcomeSink(JsonlSink):
+    """Outcome reports, one JSON object per line (no prompt text: there is none to write)."""
+
+    what = "outcome"
+
+    def submit(self, outcome: Outcome) -> None:
+        """Accept one outcome; raises :class:`Overloaded` when the queue is full."""
+        self.submit_line(_record(outcome))

@@ -17,10 +17,10 @@ from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as ep_grpc
 from converters.cli import main as bundle_main
 from converters.datasets.synthetic import write_synthetic
 from router_service.bundles.manifest import PricePriorSpec
+from router_service.bundles.registry import load_routers
 from router_service.config import load_settings
 from router_service.errors import BundleError, ConfigError
 from router_service.proto import pb, pb_grpc
-from router_service.server import load_routers
 from router_service.strategies.registry import StrategyRegistry
 from tests.support.bundles import embedding_bundle
 

@@ -54,8 +54,10 @@ def embedding_bundle(
     extra_op: str | None = None,
     default_cost_weight: float = 0.0,
     price_prior: PricePriorSpec | None = None,
+    extra_files: dict[str, bytes] | None = None,
 ) -> Path:
-    """Feature i pushes model i's quality up: embedding e_i makes MODELS[i] the best."""
+    """Feature i pushes model i's quality up: embedding e_i makes MODELS[i] the best.
+    ``extra_files`` are listed in the manifest beside router.onnx."""
     weights = np.zeros((dim, len(MODELS)))
     for i in range(len(MODELS)):
         weights[i, i] = 6.0
@@ -67,7 +69,7 @@ def embedding_bundle(
         models=MODELS,
         model_costs=COSTS,
         featurizer=FeaturizerSpec(kind="embedding", dim=dim),
-        files={"router.onnx": linear_quality_onnx(weights, bias, extra_op)},
+        files={"router.onnx": linear_quality_onnx(weights, bias, extra_op), **(extra_files or {})},
         version=version,
         default_cost_weight=default_cost_weight,
         price_prior=price_prior,

@@ -2,9 +2,9 @@ from pathlib import Path
 
 import pytest
 
+from router_service.bundles.registry import load_routers
 from router_service.config import load_settings
 from router_service.errors import ConfigError
-from router_service.server import load_routers
 from router_service.strategies.registry import StrategyRegistry
 
 

@@ -14,9 +14,10 @@ from envoy.config.core.v3 import base_pb2 as core
 from envoy.extensions.filters.http.ext_proc.v3 import processing_mode_pb2 as modes
 from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
 
+from router_service.bundles.registry import load_routers
 from router_service.config import Settings
 from router_service.errors import ConfigError
-from router_service.server import build_engine, load_routers
+from router_service.server import build_engine
 from router_service.strategies.registry import StrategyRegistry
 from router_service.surfaces.ext_proc import ExtProcServicer
 

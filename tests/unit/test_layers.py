@@ -1,6 +1,8 @@
 """Imports point down only (see the design's layers): the domain types and errors import
-nothing of ours, and the cache is a leaf that stores arrays through codecs it is given — it
-never imports the wire format, the surfaces, the settings or the engine."""
+nothing of ours, the registry (``bundles``) never imports the engine or the wire format, the
+engine never imports the registry's sources, and the cache is a leaf that stores arrays through
+codecs it is given — it never imports the wire format, the surfaces, the settings or the
+engine."""
 
 from __future__ import annotations
 
@@ -39,6 +41,25 @@ CONTRACTS = [
             "router_service.surfaces",
             "router_service.config",
             "router_service.engine",
+        ),
+    ),
+    (  # the registry owns the table; it never reaches up into the pipeline or the wire
+        "router_service.bundles",
+        (
+            "router_service._proto",
+            "router_service.proto",
+            "router_service.surfaces",
+            "router_service.engine",
+            "router_service.server",
+        ),
+    ),
+    (  # the engine runs whatever table it is handed: it knows no source, store or rollout file
+        "router_service.engine",
+        (
+            "router_service.bundles.registry",
+            "router_service.bundles.store",
+            "router_service.bundles.loader",
+            "router_service.server",
         ),
     ),
     ("router_service.domain", ("router_service",)),

@@ -360,6 +360,9 @@ class RouteResponse(_message.Message):
     """The chosen model: always one of the request's candidates."""
     router: _builtins.str
     router_version: _builtins.str
+    """The version that answered: a registry router's version number (the champion's, or the
+    canary challenger's for requests in its share), else the bundle's own version.
+    """
     source: Global___Source.ValueType
     reason: _builtins.str
     """Why this model, in a few words (no prompt text)."""
@@ -476,11 +479,31 @@ class RouterInfo(_message.Message):
     IS_DEFAULT_FIELD_NUMBER: _builtins.int
     MODELS_FIELD_NUMBER: _builtins.int
     ALIASES_FIELD_NUMBER: _builtins.int
+    SHA256_FIELD_NUMBER: _builtins.int
+    ORIGIN_FIELD_NUMBER: _builtins.int
+    BUNDLE_VERSION_FIELD_NUMBER: _builtins.int
+    SIGNED_BY_FIELD_NUMBER: _builtins.int
+    TRAINED_AT_FIELD_NUMBER: _builtins.int
+    HELD_OUT_QUALITY_FIELD_NUMBER: _builtins.int
+    HELD_OUT_COST_FIELD_NUMBER: _builtins.int
+    ROLLOUT_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     kind: _builtins.str
     """Strategy kind: round-robin, weighted, fallback, cheapest, fixed, or a learned router kind."""
     version: _builtins.str
     is_default: _builtins.bool
+    sha256: _builtins.str
+    """Bundles only (empty for static strategies): sha256 of its manifest (cache keys change with
+    it), where it was loaded from (a directory, or REGISTRY/<router>/<version>), the manifest's
+    own version, the id of the key whose signature was verified (empty: unsigned, or no keys
+    configured), when it was trained, and its quality and cost on the held-out test rows.
+    """
+    origin: _builtins.str
+    bundle_version: _builtins.str
+    signed_by: _builtins.str
+    trained_at: _builtins.str
+    held_out_quality: _builtins.float
+    held_out_cost: _builtins.float
     @_builtins.property
     def models(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Models the router knows (learned routers: output order; empty for static strategies and
@@ -491,6 +514,10 @@ class RouterInfo(_message.Message):
     def aliases(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """Candidate names the service maps to one of `models` (config `aliases`)."""
 
+    @_builtins.property
+    def rollout(self) -> Global___Rollout:
+        """A challenger beside this router (the champion), when the registry's rollout names one."""
+
     def __init__(
         self,
         *,
@@ -500,14 +527,84 @@ class RouterInfo(_message.Message):
         is_default: _builtins.bool = ...,
         models: _abc.Iterable[_builtins.str] | None = ...,
         aliases: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        sha256: _builtins.str = ...,
+        origin: _builtins.str = ...,
+        bundle_version: _builtins.str = ...,
+        signed_by: _builtins.str = ...,
+        trained_at: _builtins.str = ...,
+        held_out_quality: _builtins.float | None = ...,
+        held_out_cost: _builtins.float | None = ...,
+        rollout: Global___Rollout | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_held_out_cost", b"_held_out_cost", "_held_out_quality", b"_held_out_quality", "held_out_cost", b"held_out_cost", "held_out_quality", b"held_out_quality", "rollout", b"rollout"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["aliases", b"aliases", "is_default", b"is_default", "kind", b"kind", "models", b"models", "name", b"name", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_held_out_cost", b"_held_out_cost", "_held_out_quality", b"_held_out_quality", "aliases", b"aliases", "bundle_version", b"bundle_version", "held_out_cost", b"held_out_cost", "held_out_quality", b"held_out_quality", "is_default", b"is_default", "kind", b"kind", "models", b"models", "name", b"name", "origin", b"origin", "rollout", b"rollout", "sha256", b"sha256", "signed_by", b"signed_by", "trained_at", b"trained_at", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__held_out_cost: _TypeAlias = _typing.Literal["held_out_cost"]  # noqa: Y015
+    _WhichOneofArgType__held_out_cost: _TypeAlias = _typing.Literal["_held_out_cost", b"_held_out_cost"]  # noqa: Y015
+    _WhichOneofReturnType__held_out_quality: _TypeAlias = _typing.Literal["held_out_quality"]  # noqa: Y015
+    _WhichOneofArgType__held_out_quality: _TypeAlias = _typing.Literal["_held_out_quality", b"_held_out_quality"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__held_out_cost) -> _WhichOneofReturnType__held_out_cost | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__held_out_quality) -> _WhichOneofReturnType__held_out_quality | None: ...
+
+Global___RouterInfo: _TypeAlias = RouterInfo  # noqa: Y015
+
+@_typing.final
+class Rollout(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    class _Mode:
+        ValueType = _typing.NewType("ValueType", _builtins.int)
+        V: _TypeAlias = ValueType  # noqa: Y015
+
+    class _ModeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[Rollout._Mode.ValueType], _builtins.type):
+        DESCRIPTOR: _descriptor.EnumDescriptor
+        MODE_UNSPECIFIED: Rollout._Mode.ValueType  # 0
+        CANARY: Rollout._Mode.ValueType  # 1
+        """The challenger answers `share` of the requests, by a hash of `assign_by`."""
+        SHADOW: Rollout._Mode.ValueType  # 2
+        """The challenger decides for every request; only its decision is recorded."""
+
+    class Mode(_Mode, metaclass=_ModeEnumTypeWrapper): ...
+    MODE_UNSPECIFIED: Rollout.Mode.ValueType  # 0
+    CANARY: Rollout.Mode.ValueType  # 1
+    """The challenger answers `share` of the requests, by a hash of `assign_by`."""
+    SHADOW: Rollout.Mode.ValueType  # 2
+    """The challenger decides for every request; only its decision is recorded."""
+
+    MODE_FIELD_NUMBER: _builtins.int
+    SHARE_FIELD_NUMBER: _builtins.int
+    ASSIGN_BY_FIELD_NUMBER: _builtins.int
+    CHALLENGER_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    mode: Global___Rollout.Mode.ValueType
+    share: _builtins.float
+    assign_by: _builtins.str
+    """"request_id", or the name of a request label (e.g. "tenant")."""
+    description: _builtins.str
+    """As stored: "champion 3, challenger 4 on 10.0% by request_id"."""
+    @_builtins.property
+    def challenger(self) -> Global___RouterInfo:
+        """The challenger, described like a router."""
+
+    def __init__(
+        self,
+        *,
+        mode: Global___Rollout.Mode.ValueType = ...,
+        share: _builtins.float = ...,
+        assign_by: _builtins.str = ...,
+        challenger: Global___RouterInfo | None = ...,
+        description: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["challenger", b"challenger"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["assign_by", b"assign_by", "challenger", b"challenger", "description", b"description", "mode", b"mode", "share", b"share"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___RouterInfo: _TypeAlias = RouterInfo  # noqa: Y015
+Global___Rollout: _TypeAlias = Rollout  # noqa: Y015
 
 @_typing.final
 class ListRoutersResponse(_message.Message):
