@@ -108,7 +108,7 @@ def run_ghz(load: Load, target: str, out: Path, cpu: int | None = None) -> GhzRe
     done = subprocess.run(argv, check=False, capture_output=True, text=True, timeout=limit)
     if done.returncode != 0 or not plain.is_file():
         raise RuntimeError(f"ghz failed ({done.returncode}): {done.stderr.strip()[-500:]}")
-    raw = plain.read_bytes()
+    raw = plain.read_bytes().replace(f"{REPO}/".encode(), b"")  # paths relative to the repo
     with gzip.open(out, "wb", compresslevel=6) as fh:
         fh.write(raw)
     plain.unlink()

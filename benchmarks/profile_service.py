@@ -1,8 +1,8 @@
 """Profile the service under load: start a scenario's server, load it with ghz, and sample it
 with py-spy (not a project dependency: install it anywhere, e.g. a separate venv).
 
-    python -m benchmarks.profile_service --scenario cache-hit --py-spy /tmp/venv-prof/bin/py-spy
-    python -m benchmarks.profile_service --scenario tfidf-miss --concurrency 8 --gil --out /tmp/p
+    python -m benchmarks.profile_service --scenario cache-hit --py-spy PATH/TO/py-spy
+    python -m benchmarks.profile_service --scenario tfidf-miss --concurrency 8 --gil --out profiles/
 
 Writes ``<scenario>.svg`` (flame graph) and ``<scenario>.txt`` (collapsed stacks) into
 ``--out`` and prints the functions with the most samples, by own time and including callees.
@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--scenario", default="cache-hit", choices=names)
     p.add_argument("--concurrency", type=int, default=8)
     p.add_argument("--seconds", type=float, default=10.0)
-    p.add_argument("--py-spy", default=shutil.which("py-spy") or "/tmp/venv-prof/bin/py-spy")
+    p.add_argument("--py-spy", default=shutil.which("py-spy") or "py-spy", help="py-spy binary")
     p.add_argument("--native", action="store_true", help="C/C++ frames (pauses the process)")
     p.add_argument("--gil", action="store_true", help="only samples of the thread holding the GIL")
     p.add_argument("--rate", type=int, default=250, help="samples per second")

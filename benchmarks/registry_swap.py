@@ -42,6 +42,62 @@ BUNDLE = REPO / "var" / "bundles" / "default"
 DATA = REPO / "converters" / "data" / "llmrouter"
 
 
+def _calls(report: Path) -> tuple[list[float], list[float]]:
+    """(start time in epoch seconds, latency in ms) of every call in a gzipped ghz report."""
+    import datetime as dt
+    import gzip
+
+    details = json.loads(gzip.decompress(report.read_bytes())).get("details") or []
+    starts, lat = [], []
+    for d in details:
+        stamp = d["timestamp"]  # RFC 3339 with nanoseconds: keep microseconds
+        head, _, frac = stamp.rstrip("Z").partition(".")
+        t = dt.datetime.fromisoformat(head).replace(tzinfo=dt.UTC).timestamp()
+        starts.append(t + float(f"0.{frac or 0}"))
+        lat.append(d["latency"] / 1e6)
+    return starts, lat
+
+
+def plot(out: Path, rounds: dict[str, Path], published: list[float]) -> Path:
+    """``swap.png``: every call's latency over time in one steady and one swap round, with a
+    rolling p99 and the moments versions were published."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4), sharey=True)
+    for ax, (kind, report) in zip(axes, rounds.items(), strict=True):
+        starts, lat = _calls(report)
+        if not starts:
+            continue
+        t0 = min(starts)
+        x = np.array(starts) - t0
+        y = np.array(lat)
+        order = np.argsort(x)
+        x, y = x[order], y[order]
+        ax.scatter(x, y, s=2, alpha=0.25, label="calls")
+        edges = np.arange(0, x[-1] + 0.25, 0.25)
+        idx = np.digitize(x, edges)
+        mids = [edges[i - 1] + 0.125 for i in sorted(set(idx)) if (idx == i).sum() >= 20]
+        p99 = [np.percentile(y[idx == i], 99) for i in sorted(set(idx)) if (idx == i).sum() >= 20]
+        ax.plot(mids, p99, "r-", label="p99 per 250 ms")
+        if kind == "swap":
+            for i, t in enumerate(p for p in published if t0 <= p <= t0 + x[-1]):
+                ax.axvline(t - t0, color="k", ls=":", label="published" if i == 0 else None)
+        ax.set_yscale("log")
+        ax.set_title(f"{kind} round")
+        ax.set_xlabel("seconds into the round")
+        ax.legend(fontsize=8, loc="upper right")
+    axes[0].set_ylabel("Route latency (ms)")
+    fig.tight_layout()
+    path = out / "swap.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--rounds", type=int, default=3, help="rounds of each kind (interleaved)")
@@ -86,6 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     target = f"127.0.0.1:{port}"
     results: dict[str, list[Any]] = {"steady": [], "swap": []}
     swaps_made: list[int] = []
+    published_at: list[float] = []
     try:
         wait_serving(target, proc.proc, timeout_s=60)
         load = Load("Route", data, args.concurrency, duration_s=args.seconds)
@@ -101,6 +158,7 @@ def main(argv: list[str] | None = None) -> int:
                         stop: threading.Event = stop, published: list[int] = published
                     ) -> None:
                         while not stop.wait(args.every):
+                            published_at.append(time.time())
                             published.append(publish(store, BUNDLE, key).version)
 
                     thread = threading.Thread(target=publish_loop, daemon=True)
@@ -124,7 +182,8 @@ def main(argv: list[str] | None = None) -> int:
         proc.compress_log()
         shutil.rmtree(work, ignore_errors=True)
     swapped = sum(v for k, v in scraped.items() if k.startswith("routeiq_registry_swaps_total"))
-    summary: dict[str, Any] = {"config": vars(args) | {"out": str(out)}}
+    shown = out.relative_to(REPO) if out.is_relative_to(REPO) else Path(out.name)
+    summary: dict[str, Any] = {"config": vars(args) | {"out": str(shown)}}
     for kind, rs in results.items():
         summary[kind] = {
             "rps": statistics.median(r.rps for r in rs),
@@ -138,6 +197,8 @@ def main(argv: list[str] | None = None) -> int:
     summary["published"] = len(swaps_made)
     summary["swaps_served"] = swapped
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    last = args.rounds - 1
+    plotted = plot(out, {k: out / f"{k}-{last}.json.gz" for k in ("steady", "swap")}, published_at)
     s, w = summary["steady"], summary["swap"]
     print(
         f"\nsteady: p50 {s['p50_ms']:.2f} ms, p99 {s['p99_ms']:.2f} ms, {s['rps']:.0f}/s, "
@@ -145,7 +206,8 @@ def main(argv: list[str] | None = None) -> int:
         f"swap:   p50 {w['p50_ms']:.2f} ms, p99 {w['p99_ms']:.2f} ms, {w['rps']:.0f}/s, "
         f"{w['errors']} failed of {w['calls']}\n"
         f"p99 swap/steady {summary['p99_ratio']:.2f}x; {len(swaps_made)} published, "
-        f"{swapped:.0f} swapped in (champion swaps, start-up included)\nresults: {out}"
+        f"{swapped:.0f} swapped in (champion swaps, start-up included)\nresults: {out} "
+        f"(plot: {plotted.name})"
     )
     return 0
 

@@ -131,12 +131,14 @@ def load_bundle(
     *,
     version: str | None = None,
     origin: str | None = None,
+    graphs_checked: str | None = None,
 ) -> LoadedRouter:
     """Verify, build and warm one bundle; :class:`BundleError` when anything is wrong.
     ``aliases``: per router name, candidate names that stand for one of its models;
     ``trusted``: the signature policy; ``version``: what answers report (default: the
-    manifest's); ``origin``: where it came from (default: the path)."""
-    bundle = verify_bundle(path, max_file_bytes, trusted)
+    manifest's); ``origin``: where it came from (default: the path); ``graphs_checked``: see
+    :func:`verify_bundle`."""
+    bundle = verify_bundle(path, max_file_bytes, trusted, graphs_checked=graphs_checked)
     m = bundle.manifest
     mine = dict((aliases or {}).get(m.name, {}))
     _check_aliases(m, mine)

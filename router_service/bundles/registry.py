@@ -8,8 +8,10 @@ Following the registry: every ``registry.poll_s`` (and, for a directory, on file
 after ``registry.debounce_ms`` of quiet) the source is listed; for each router the target
 version is the rollout's pinned champion, else the newest version. A new target is loaded
 beside the one serving, verified (hashes, sizes, ``onnx.checker``, operator allow-list, the
-signature when keys are configured), warmed, and swapped in as a new immutable table; calls in
-flight finish on the table they started with. A version that fails is refused (logged with the
+signature when keys are configured; the graph checks run in a child process at low CPU
+priority, because ``onnx.checker`` holds the GIL for tens of milliseconds on a large graph),
+warmed, and swapped in as a new immutable table; calls in flight finish on the table they
+started with. A version that fails is refused (logged with the
 reason, counted in ``routeiq_registry_refused_total``, not retried) and the version serving
 keeps serving. Rapid publications coalesce: each pass loads only the newest target. Versions
 never move back on their own (a deleted newest version leaves the current one serving): only a
@@ -33,6 +35,7 @@ from router_service.bundles.rollout import Rollout
 from router_service.bundles.signing import TrustedKeys
 from router_service.bundles.static_source import StaticSource
 from router_service.bundles.store import DirStore, RegistryStore, RouterListing, open_store
+from router_service.bundles.verify import IsolatedChecker
 from router_service.config import Settings
 from router_service.errors import BundleError, ConfigError
 from router_service.metrics import Metrics
@@ -82,6 +85,7 @@ class RouterRegistry:
         self._wake: asyncio.Event | None = None
         self._stop = threading.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._checker = IsolatedChecker()
         self.passes = 0  # completed passes over the source (tests wait on it)
 
     @property
@@ -134,6 +138,7 @@ class RouterRegistry:
         if self._store is None or self._tasks:
             return
         self._wake = asyncio.Event()
+        self._checker.start()
         self._tasks.append(asyncio.create_task(self._follow(), name="registry-follow"))
         if isinstance(self._store, DirStore) and self._settings.registry.watch:
             self._tasks.append(asyncio.create_task(self._watch(self._store.root), name="watch"))
@@ -146,6 +151,9 @@ class RouterRegistry:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
+        self._checker.close()
+        if self._store is not None:
+            self._store.close()
 
     def wake(self) -> None:
         """List the source now rather than at the next poll."""
@@ -197,6 +205,11 @@ class RouterRegistry:
                 )
                 continue
             changed |= self._sync(name, listing, initial)
+            serving = {s.version for s in (self._champions.get(name),) if s is not None}
+            challenger = self._challengers.get(name)
+            if challenger is not None:
+                serving.add(challenger[1].version)
+            self._store.retain(name, serving)
         return changed
 
     def _sync(self, name: str, listing: RouterListing, initial: bool) -> bool:
@@ -252,7 +265,9 @@ class RouterRegistry:
         if initial:  # a replica starting with a refused newest version serves the one before
             candidates += sorted((v for v in listing.versions if v < target), reverse=True)
         for version in candidates:
-            served = self._load(name, version, listing.versions[version], "champion")
+            served = self._load(
+                name, version, listing.versions[version], "champion", isolated=not initial
+            )
             if served is not None:
                 if version != target:
                     log.warning(
@@ -290,7 +305,9 @@ class RouterRegistry:
         self._swapped(name, "challenger", None if current is None else current[1], served)
         return True
 
-    def _load(self, name: str, version: int, fingerprint: str, side: str) -> _Served | None:
+    def _load(
+        self, name: str, version: int, fingerprint: str, side: str, isolated: bool = True
+    ) -> _Served | None:
         """Fetch, verify, build and warm one version; None when refused (remembered, with the
         fingerprint, so it is not retried) or when the source failed (retried next pass)."""
         assert self._store is not None
@@ -299,6 +316,8 @@ class RouterRegistry:
         s = self._settings
         try:
             path = self._store.fetch(name, version, s.bundle_max_file_bytes)
+            # while serving, graphs are checked in a child process (the checker holds the GIL)
+            checked = self._checker.check(path, s.bundle_max_file_bytes) if isolated else None
             router = load_bundle(
                 path,
                 s.bundle_max_file_bytes,
@@ -306,6 +325,7 @@ class RouterRegistry:
                 self._trusted,
                 version=str(version),
                 origin=f"{self.source.rstrip('/')}/{name}/{version}",
+                graphs_checked=checked,
             )
             if router.name != name:
                 raise BundleError(f"its manifest names router {router.name!r}, not {name!r}")

@@ -65,6 +65,12 @@ class RegistryStore(Protocol):
 
     def write_rollout(self, router: str, rollout: Rollout) -> None: ...
 
+    def retain(self, router: str, versions: set[int]) -> None:
+        """Local copies of ``router``'s other versions may go (nothing serves them)."""
+        ...
+
+    def close(self) -> None: ...
+
 
 def _parse_rollout(raw: bytes | None) -> tuple[Rollout, str]:
     if raw is None:
@@ -158,6 +164,12 @@ class DirStore:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
 
+    def retain(self, router: str, versions: set[int]) -> None:
+        """Nothing to do: versions are served in place."""
+
+    def close(self) -> None:
+        """Nothing to release."""
+
     def write_rollout(self, router: str, rollout: Rollout) -> None:
         rdir = self.root / router
         rdir.mkdir(parents=True, exist_ok=True)
@@ -189,6 +201,7 @@ class S3Store:
                 retries={"max_attempts": 2, "mode": "standard"},
             ),
         )
+        self._owns_cache = cache_dir is None
         self._cache = cache_dir or Path(tempfile.mkdtemp(prefix="routeiq-registry-"))
         self._rollouts: dict[str, tuple[str, Rollout, str]] = {}  # router → (etag, parsed)
 
@@ -289,6 +302,21 @@ class S3Store:
                 return False
             raise
         return True
+
+    def retain(self, router: str, versions: set[int]) -> None:
+        """Delete downloaded versions of ``router`` other than ``versions``."""
+        rdir = self._cache / router
+        if not rdir.is_dir():
+            return
+        for local in rdir.iterdir():
+            head = local.name.partition("-")[0]
+            if not local.name.startswith(".") and head.isdigit() and int(head) not in versions:
+                shutil.rmtree(local, ignore_errors=True)
+
+    def close(self) -> None:
+        """Remove the download directory when it is a temporary one of this store's."""
+        if self._owns_cache:
+            shutil.rmtree(self._cache, ignore_errors=True)
 
     def write_rollout(self, router: str, rollout: Rollout) -> None:
         self._client.put_object(

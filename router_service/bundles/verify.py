@@ -11,7 +11,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
+import os
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +26,14 @@ from router_service.bundles.manifest import Manifest
 from router_service.bundles.signing import TrustedKeys, verify_signature
 from router_service.errors import BundleError, field_problems
 
-__all__ = ["ALLOWED_DOMAINS", "ALLOWED_EXTRA_OPS", "VerifiedBundle", "graph_ops", "verify_bundle"]
+__all__ = [
+    "ALLOWED_DOMAINS",
+    "ALLOWED_EXTRA_OPS",
+    "IsolatedChecker",
+    "VerifiedBundle",
+    "graph_ops",
+    "verify_bundle",
+]
 
 ALLOWED_DOMAINS = frozenset({"", "ai.onnx", "ai.onnx.ml"})
 # onnxruntime contrib ops allowed by name: the TF-IDF graph tokenizes with Tokenizer, and the
@@ -95,14 +106,23 @@ def _read_manifest(path: Path) -> tuple[Manifest, bytes]:
 
 
 def verify_bundle(
-    path: Path, max_file_bytes: int, trusted: TrustedKeys | None = None
+    path: Path,
+    max_file_bytes: int,
+    trusted: TrustedKeys | None = None,
+    *,
+    graphs_checked: str | None = None,
 ) -> VerifiedBundle:
     """Verify the bundle in directory ``path``; raise :class:`BundleError` saying what failed.
 
     Files are read once, hashed, checked, and handed on as bytes so that what is served is
-    exactly what was verified.
+    exactly what was verified. ``graphs_checked``: the manifest sha256 of a bundle whose ONNX
+    graphs another process has already checked (see :class:`IsolatedChecker`); they are not
+    checked again when it matches this manifest, whose hashes pin every file.
     """
     manifest, raw = _read_manifest(path)
+    sha = hashlib.sha256(raw).hexdigest()
+    if graphs_checked is not None and graphs_checked != sha:
+        raise BundleError(f"{path}: manifest.json changed while the bundle was being checked")
     signed_by = verify_signature(path, raw, trusted or TrustedKeys())
     blobs: dict[str, bytes] = {}
     for name, entry in manifest.files.items():
@@ -115,13 +135,63 @@ def verify_bundle(
         blob = file.read_bytes()
         if len(blob) != entry.bytes or hashlib.sha256(blob).hexdigest() != entry.sha256:
             raise BundleError(f"{path}: {name} does not match its sha256 in the manifest")
-        if name.endswith(".onnx"):
+        if name.endswith(".onnx") and graphs_checked is None:
             _check_onnx(name, blob)
         blobs[name] = blob
     return VerifiedBundle(
         path=path,
         manifest=manifest,
-        sha256=hashlib.sha256(raw).hexdigest(),
+        sha256=sha,
         blobs=blobs,
         signed_by=signed_by,
     )
+
+
+def _lower_priority() -> None:
+    """In the checker process: yield the CPU to the serving process."""
+    os.nice(10)
+
+
+def _checked_sha(path: str, max_file_bytes: int) -> str:
+    return verify_bundle(Path(path), max_file_bytes).sha256
+
+
+class IsolatedChecker:
+    """Runs every check of :func:`verify_bundle` but the signature in a long-lived child
+    process at low CPU priority, and returns the manifest sha256 it checked (for
+    ``graphs_checked``). ``onnx.checker`` holds the GIL for tens of milliseconds on a large
+    graph: in the serving process that stalls the event loop, in the child it cannot. The child
+    is started on first use (:meth:`start` starts it ahead of time) and restarted if it dies."""
+
+    def __init__(self, timeout_s: float = 120.0) -> None:
+        self._timeout_s = timeout_s
+        self._pool: ProcessPoolExecutor | None = None
+
+    def start(self) -> None:
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(
+                1, mp_context=multiprocessing.get_context("spawn"), initializer=_lower_priority
+            )
+            self._pool.submit(os.getpid)  # spawn and import now, not at the first publication
+
+    def check(self, path: Path, max_file_bytes: int) -> str:
+        self.start()
+        assert self._pool is not None
+        future = self._pool.submit(_checked_sha, str(path), max_file_bytes)
+        try:
+            return future.result(self._timeout_s)
+        except BundleError:
+            raise
+        except TimeoutError:
+            self.close()
+            raise BundleError(f"{path}: checking took over {self._timeout_s:.0f} s") from None
+        except BrokenProcessPool:
+            self.close()
+            raise RuntimeError(
+                "the bundle checker process died; it restarts at the next try"
+            ) from None
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
