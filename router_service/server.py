@@ -236,6 +236,7 @@ class RouterServer:
         await asyncio.gather(
             *(s.stop(grace) for s in (self._server, self._ext_server) if s is not None)
         )
+        await self.engine.stop_shadows()
         await self.routers.close()
         await self.outcomes.close()
         await self.shadows.close()

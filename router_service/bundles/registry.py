@@ -231,13 +231,15 @@ class RouterRegistry:
         self._rollouts[name] = rollout
         return changed
 
-    def _sync_champion(
-        self, name: str, listing: RouterListing, rollout: Rollout, initial: bool
-    ) -> bool:
+    def _champion_target(
+        self, name: str, listing: RouterListing, rollout: Rollout
+    ) -> tuple[int, str] | None:
+        """The version (and its fingerprint) that should be champion, or None to keep the
+        one serving: the pinned champion, else the newest version, never an older one."""
         current = self._champions.get(name)
         target = rollout.champion or listing.newest
         if target is None:
-            return False
+            return None
         if rollout.champion is None and current is not None and target < current.version:
             self._once(
                 f"back:{name}:{target}",
@@ -248,7 +250,7 @@ class RouterRegistry:
                 target,
                 current.version,
             )
-            return False
+            return None
         fingerprint = listing.versions.get(target)
         if fingerprint is None:
             self._once(
@@ -258,9 +260,24 @@ class RouterRegistry:
                 name,
                 target,
             )
-            return False
+            return None
         if current is not None and (current.version, current.fingerprint) == (target, fingerprint):
+            return None
+        return target, fingerprint
+
+    def _sync_champion(
+        self, name: str, listing: RouterListing, rollout: Rollout, initial: bool
+    ) -> bool:
+        found = self._champion_target(name, listing, rollout)
+        if found is None:
             return False
+        target = found[0]
+        current = self._champions.get(name)
+        challenger = self._challengers.get(name)
+        if challenger is not None and (challenger[1].version, challenger[1].fingerprint) == found:
+            self._champions[name] = challenger[1]  # promoted: already verified, loaded and warm
+            self._swapped(name, "champion", current, challenger[1])
+            return True
         candidates = [target]
         if initial:  # a replica starting with a refused newest version serves the one before
             candidates += sorted((v for v in listing.versions if v < target), reverse=True)

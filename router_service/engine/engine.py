@@ -250,6 +250,13 @@ class DecisionEngine:
         )
         self._on_shadow(req, answer, decision)
 
+    async def stop_shadows(self) -> None:
+        """Cancel shadow decisions still running (at shutdown: nobody waits for them)."""
+        tasks = list(self._shadows)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
     def _count_shadow(self, router: str, result: str) -> None:
         if self._metrics is not None:
             self._metrics.count_shadow(router, result)

@@ -125,7 +125,9 @@ async def test_canary_share_sticky_ids_and_shadow(
         assert all(r["answer"]["version"] == "1" and r["shadow"]["version"] == "2" for r in rows)
         assert all("prompt" not in r and "embedding" not in r for r in rows)
 
-        # promote: the challenger becomes champion; rollback: back to 1, pinned
+        # promote: the challenger (already loaded and warm) becomes champion; rollback: back
+        # to 1, pinned
+        loaded_challenger = server.engine.table.rollouts[ROUTER].challenger
         promote(store, ROUTER)
 
         async def promoted() -> bool:
@@ -133,6 +135,7 @@ async def test_canary_share_sticky_ids_and_shadow(
             return info.version == "2" and not info.rollout.HasField("challenger")
 
         await wait_until(promoted)
+        assert server.engine.table.routers[ROUTER] is loaded_challenger
         rollback(store, ROUTER)
 
         async def rolled_back() -> bool:
@@ -157,3 +160,35 @@ async def test_a_replica_starting_with_a_refused_newest_version_serves_the_one_b
         info = await rollout_of(pb_grpc.RouterStub(channel))
     assert info.version == "1"
     assert server.metrics.sample("routeiq_registry_refused_total", {"router": ROUTER}) == 1
+
+
+async def test_filesystem_events_swap_and_cached_predictions_never_cross_versions(
+    tmp_path: Path, make_settings: Callable[..., Settings], start_server: Any
+) -> None:
+    """Polling once a minute, a publication still serves within seconds (inotify); the
+    prediction cache (LRU on) answers the old version's request from the cache, and the new
+    version's first answer for the same input from its own model."""
+    store = DirStore(tmp_path / "registry")
+    publish(store, embedding_bundle(tmp_path / "a", name=ROUTER, version="a"))
+    server = await start_server(
+        make_settings(registry={"source": str(store.root), "poll_s": 60, "debounce_ms": 50})
+    )
+    request = batch(["same-input"]).requests[0]
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        stub = pb_grpc.RouterStub(channel)
+        first = await stub.Route(request, timeout=5)
+        again = await stub.Route(request, timeout=5)
+        assert (first.model, first.router_version) == ("medium", "1")
+        assert (again.model, pb.Source.Name(again.source)) == ("medium", "CACHE")
+        await asyncio.sleep(0.3)  # the watcher is running before the publication
+        started = time.monotonic()
+        publish(store, embedding_bundle(tmp_path / "b", name=ROUTER, version="b", best=(2, 0, 1)))
+
+        async def swapped() -> bool:
+            return (await rollout_of(stub)).version == "2"
+
+        await wait_until(swapped, timeout_s=10)
+        assert time.monotonic() - started < 10  # long before the next poll
+        after = await stub.Route(request, timeout=5)
+        assert (after.model, after.router_version) == ("small", "2")
+        assert pb.Source.Name(after.source) == "MODEL"

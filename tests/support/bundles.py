@@ -55,12 +55,13 @@ def embedding_bundle(
     default_cost_weight: float = 0.0,
     price_prior: PricePriorSpec | None = None,
     extra_files: dict[str, bytes] | None = None,
+    best: tuple[int, ...] = (0, 1, 2),
 ) -> Path:
-    """Feature i pushes model i's quality up: embedding e_i makes MODELS[i] the best.
-    ``extra_files`` are listed in the manifest beside router.onnx."""
+    """Feature i pushes model ``best[i]``'s quality up: embedding e_i makes MODELS[best[i]] the
+    best (by default MODELS[i]). ``extra_files`` are listed in the manifest beside router.onnx."""
     weights = np.zeros((dim, len(MODELS)))
     for i in range(len(MODELS)):
-        weights[i, i] = 6.0
+        weights[i, best[i]] = 6.0
     bias = np.array([-1.0, -1.0, -1.0])
     write_bundle(
         out,
