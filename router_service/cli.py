@@ -12,11 +12,12 @@ from typing import Any
 import grpc
 from google.protobuf import json_format
 
-from router_service.client import RouterClient, parse_candidates
+from router_service.client import ClientTLS, RouterClient, parse_candidates
 from router_service.config import load_settings
 from router_service.errors import BundleError, ConfigError
 from router_service.proto import pb
 from router_service.runner import run
+from router_service.security.auth import hash_token
 
 __all__ = ["main"]
 
@@ -39,6 +40,21 @@ def _serve(args: argparse.Namespace) -> int:
         return 2
 
 
+def _client(args: argparse.Namespace) -> RouterClient:
+    given = (args.ca, args.cert, args.key, args.server_name)
+    tls = ClientTLS.from_env("ROUTEIQ_TLS")
+    if args.tls or any(v is not None for v in given):
+        base = tls or ClientTLS()
+        tls = ClientTLS(
+            ca_file=args.ca or base.ca_file,
+            cert_file=args.cert or base.cert_file,
+            key_file=args.key or base.key_file,
+            server_name=args.server_name or base.server_name,
+        )
+    token = os.environ.get("ROUTEIQ_TOKEN") or None
+    return RouterClient(args.target, args.timeout, tls, token)
+
+
 def _print(message: Any, as_json: bool) -> None:
     """The message as JSON. A candidate the router could not score (score -inf) prints
     ``"score": null`` rather than protobuf's ``"-Infinity"`` string, which is not a number."""
@@ -50,7 +66,7 @@ def _print(message: Any, as_json: bool) -> None:
 
 
 def _route(args: argparse.Namespace) -> int:
-    client = RouterClient(args.target, args.timeout)
+    client = _client(args)
     try:
         answer = client.route(
             args.prompt,
@@ -79,7 +95,7 @@ def _route(args: argparse.Namespace) -> int:
 
 
 def _routers(args: argparse.Namespace) -> int:
-    client = RouterClient(args.target, args.timeout)
+    client = _client(args)
     try:
         _print(client.list_routers(), args.json)
     except grpc.RpcError as exc:
@@ -116,6 +132,13 @@ def _parser() -> argparse.ArgumentParser:
         )
         cmd.add_argument("--timeout", type=float, default=5.0, help="deadline in seconds")
         cmd.add_argument("--json", action="store_true", help="print the answer as JSON")
+        cmd.epilog = "A bearer token for the service's auth is read from $ROUTEIQ_TOKEN."
+        tls = cmd.add_argument_group("TLS (defaults: $ROUTEIQ_TLS_CA, _CERT, _KEY, _SERVER_NAME)")
+        tls.add_argument("--tls", action="store_true", help="TLS with the system's CA roots")
+        tls.add_argument("--ca", type=Path, help="CA certificate(s) that sign the service's")
+        tls.add_argument("--cert", type=Path, help="client certificate (mutual TLS)")
+        tls.add_argument("--key", type=Path, help="client certificate's private key")
+        tls.add_argument("--server-name", help="name expected in the service's certificate")
         cmd.set_defaults(func=func)
         if name == "route":
             cmd.add_argument("--prompt", required=True)
@@ -129,7 +152,20 @@ def _parser() -> argparse.ArgumentParser:
                 "--cost-weight", type=float, help="λ (default: the router's calibrated one)"
             )
             cmd.add_argument("--request-id", default="")
+    hashed = sub.add_parser(
+        "hash-token", help="print the sha256 of a token read from stdin (for auth.tokens)"
+    )
+    hashed.set_defaults(func=_hash_token)
     return parser
+
+
+def _hash_token(args: argparse.Namespace) -> int:
+    token = sys.stdin.readline().strip()
+    if not token:
+        print("routeiq-router: no token on stdin", file=sys.stderr)
+        return 2
+    print(hash_token(token))
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -30,6 +30,7 @@ from pydantic_settings import (
 from router_service.errors import ConfigError, field_problems
 
 __all__ = [
+    "AuthSettings",
     "BundleSettings",
     "CacheSettings",
     "EngineSettings",
@@ -45,6 +46,8 @@ __all__ = [
     "ServerSettings",
     "Settings",
     "TelemetrySettings",
+    "TlsSettings",
+    "TokenSpec",
     "load_settings",
 ]
 
@@ -69,12 +72,73 @@ class ServerSettings(_Section):
         ge=0,
         description="after SIGTERM: NOT_SERVING while still taking calls, before stopping",
     )
-    max_message_bytes: int = Field(4 * 1024 * 1024, ge=1024)
+    max_message_bytes: int = Field(1024 * 1024, ge=1024)
     max_concurrent_rpcs: int = Field(1024, ge=1)
     keepalive_time_ms: int = Field(30_000, ge=1000)
     keepalive_timeout_ms: int = Field(10_000, ge=100)
     keepalive_permit_without_calls: bool = True
     min_ping_interval_ms: int = Field(10_000, ge=0)
+
+
+class TlsSettings(_Section):
+    """TLS on the gRPC ports (Router API and ext_proc); mutual TLS with ``client_ca_file``."""
+
+    cert_file: Path | None = Field(None, description="server certificate chain (PEM)")
+    key_file: Path | None = Field(None, description="its private key (PEM, unencrypted)")
+    client_ca_file: Path | None = Field(
+        None, description="CA bundle that signs client certificates: mutual TLS"
+    )
+    require_client_cert: bool = Field(
+        True, description="with client_ca_file: refuse clients without a valid certificate"
+    )
+    reload_s: float = Field(
+        5.0, ge=0, description="check the files for a rotated certificate at most this often"
+    )
+    health_port: int | None = Field(
+        None,
+        ge=0,
+        le=65535,
+        description="also serve the health service alone in plaintext on this port (probes)",
+    )
+
+    @model_validator(mode="after")
+    def _pairs(self) -> TlsSettings:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file go together")
+        if self.cert_file is None and (self.client_ca_file or self.health_port is not None):
+            raise ValueError("client_ca_file and health_port need cert_file and key_file")
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        return self.cert_file is not None
+
+
+class TokenSpec(_Section):
+    """One bearer token, stored as its sha256: the tenant it speaks for and its routers."""
+
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$", repr=False)
+    tenant: str = Field(min_length=1, max_length=256)
+    routers: list[str] = Field(default_factory=lambda: ["*"], description="'*' = every router")
+
+
+class AuthSettings(_Section):
+    """Bearer-token authentication of callers (``authorization: Bearer TOKEN`` metadata)."""
+
+    tokens_file: Path | None = Field(
+        None, description="YAML file: tokens: [{sha256, tenant, routers}] (sha256 of the token)"
+    )
+    tokens: list[TokenSpec] = Field(
+        default_factory=list, description="the same list inline (or from ROUTEIQ_AUTH__TOKENS)"
+    )
+    exempt: list[Literal["health", "reflection"]] = Field(
+        default_factory=lambda: ["health", "reflection"],  # type: ignore[arg-type]
+        description="services that answer without a token",
+    )
+
+    @property
+    def enabled(self) -> bool:
+        return self.tokens_file is not None or bool(self.tokens)
 
 
 class LimitsSettings(_Section):
@@ -326,6 +390,8 @@ class Settings(BaseSettings):
     )
 
     server: ServerSettings = ServerSettings()
+    tls: TlsSettings = TlsSettings()
+    auth: AuthSettings = AuthSettings()
     limits: LimitsSettings = LimitsSettings()
     engine: EngineSettings = EngineSettings()
     routers: list[RouterSpec] = Field(default_factory=_default_routers)

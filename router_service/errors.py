@@ -11,6 +11,8 @@ class                       gRPC status
 ``UnknownRouter``           ``INVALID_ARGUMENT``
 ``NotReady``                ``UNAVAILABLE``
 ``Overloaded``              ``RESOURCE_EXHAUSTED``
+``Unauthenticated``         ``UNAUTHENTICATED``
+``PermissionDenied``        ``PERMISSION_DENIED``
 anything else               ``INTERNAL`` (fixed text)
 ==========================  =====================
 
@@ -29,8 +31,10 @@ __all__ = [
     "InvalidRequest",
     "NotReady",
     "Overloaded",
+    "PermissionDenied",
     "RouteIQError",
     "StrategyError",
+    "Unauthenticated",
     "UnknownRouter",
     "field_problems",
 ]
@@ -64,6 +68,14 @@ class NotReady(RouteIQError):
 
 class Overloaded(RouteIQError):
     """A bounded queue is full; the caller should back off and retry."""
+
+
+class Unauthenticated(RouteIQError):
+    """No valid bearer token (auth is on); the message never repeats the token."""
+
+
+class PermissionDenied(RouteIQError):
+    """The caller's token does not allow what it asked for (e.g. a router)."""
 
 
 class ConfigError(RouteIQError):

@@ -4,14 +4,16 @@ on a server built exactly like the service's."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 
 from router_service.config import ServerSettings
 from router_service.errors import ConfigError
+from router_service.security.auth import TokenAuth
+from router_service.surfaces.guard import add_guarded
 
 __all__ = ["Service", "build_server", "grpc_options"]
 
@@ -43,21 +45,42 @@ def build_server(
     *,
     port: int,
     option: str = "server.port",
+    credentials: grpc.ServerCredentials | None = None,
+    reflection_on: bool | None = None,
+    auth: TokenAuth | None = None,
+    exempt: Collection[str] = ("health", "reflection"),
 ) -> tuple[grpc.aio.Server, int]:
     """A server (not started) with ``services``, the standard health service and, with
-    ``cfg.reflection``, reflection over all of them, listening on ``cfg.host:port``. Returns it
-    and the bound port; :class:`ConfigError` naming ``option`` when the address is taken."""
+    ``cfg.reflection`` (or ``reflection_on``), reflection over all of them, listening on
+    ``cfg.host:port`` (TLS with ``credentials``). Returns it and the bound port;
+    :class:`ConfigError` naming ``option`` when the address is taken. Every service is added
+    through :func:`add_guarded` (malformed bodies are ``INVALID_ARGUMENT``; with ``auth``, calls
+    need a token, except to the services named in ``exempt``: health, reflection)."""
     server = grpc.aio.server(
         options=grpc_options(cfg), maximum_concurrent_rpcs=cfg.max_concurrent_rpcs
     )
     for _, add in services:
-        add(server)
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    if cfg.reflection:
+        add_guarded(add, server, auth)
+    add_guarded(
+        lambda s: health_pb2_grpc.add_HealthServicer_to_server(health_servicer, s),
+        server,
+        None if "health" in exempt else auth,
+    )
+    if cfg.reflection if reflection_on is None else reflection_on:
         names = (*(name for name, _ in services), HEALTH_SERVICE, reflection.SERVICE_NAME)
-        reflection.enable_server_reflection(names, server)
+        add_guarded(  # the asyncio servicer (enable_server_reflection picks by server type)
+            lambda s: reflection_pb2_grpc.add_ServerReflectionServicer_to_server(
+                reflection.aio.ReflectionServicer(names), s
+            ),
+            server,
+            None if "reflection" in exempt else auth,
+        )
+    address = f"{cfg.host}:{port}"
     try:
-        bound = server.add_insecure_port(f"{cfg.host}:{port}")
+        if credentials is None:
+            bound = server.add_insecure_port(address)
+        else:
+            bound = server.add_secure_port(address, credentials)
     except RuntimeError:  # grpc's "Failed to bind to address"
         bound = 0
     if bound == 0:

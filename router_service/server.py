@@ -41,6 +41,8 @@ from router_service.errors import Overloaded
 from router_service.grpc_server import Service, build_server
 from router_service.metrics import Metrics
 from router_service.proto import SERVICE_NAME, pb_grpc
+from router_service.security.auth import TokenAuth
+from router_service.security.tls import CertificateFiles
 from router_service.strategies.registry import StrategyRegistry
 from router_service.surfaces.ext_proc import EXT_PROC_SERVICE_NAME, ExtProcServicer
 from router_service.surfaces.router_api import RouterServicer
@@ -162,10 +164,14 @@ class RouterServer:
         )
         self.routers = RouterRegistry(settings, self.registry, self.engine.install, self.metrics)
         self.health = health.aio.HealthServicer()
+        self.tls = CertificateFiles(settings.tls) if settings.tls.enabled else None
+        self.auth = TokenAuth.from_settings(settings.auth)
         self.port = 0
+        self.health_port: int | None = None  # the plaintext health port, once started
         self.ext_proc_port: int | None = None  # the ext_proc service's port, once started
         self._server: grpc.aio.Server | None = None
         self._ext_server: grpc.aio.Server | None = None
+        self._health_server: grpc.aio.Server | None = None
         self._stopped = asyncio.Event()
         self._hurry = asyncio.Event()
 
@@ -179,7 +185,17 @@ class RouterServer:
         if ext_proc is not None and ext.port is None:  # ext_proc on the Router API's port
             services.append((EXT_PROC_SERVICE_NAME, ext_proc.add_to))
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
-        server, self.port = build_server(cfg, services, self.health, port=cfg.port)
+        creds = None if self.tls is None else self.tls.credentials()
+        exempt = self.settings.auth.exempt
+        server, self.port = build_server(
+            cfg,
+            services,
+            self.health,
+            port=cfg.port,
+            credentials=creds,
+            auth=self.auth,
+            exempt=exempt,
+        )
         self.ext_proc_port = self.port if ext_proc is not None else None
         if ext_proc is not None and ext.port is not None:  # a port of its own
             self._ext_server, self.ext_proc_port = build_server(
@@ -188,6 +204,18 @@ class RouterServer:
                 self.health,
                 port=ext.port,
                 option="ext_proc.port",
+                credentials=None if self.tls is None else self.tls.credentials(),
+                auth=self.auth,
+                exempt=exempt,
+            )
+        if self.settings.tls.health_port is not None:  # probes that cannot speak TLS
+            self._health_server, self.health_port = build_server(
+                cfg,
+                [],
+                self.health,
+                port=self.settings.tls.health_port,
+                option="tls.health_port",
+                reflection_on=False,
             )
         self.outcomes.start()
         self.shadows.start()
@@ -197,8 +225,9 @@ class RouterServer:
             self.metrics.serve_http(self.settings.metrics.host, self.settings.metrics.port)
         await server.start()
         self._server = server
-        if self._ext_server is not None:
-            await self._ext_server.start()
+        for extra in (self._ext_server, self._health_server):
+            if extra is not None:
+                await extra.start()
         self.engine.install(await asyncio.to_thread(self.routers.load))
         self.routers.start()
         if ext_proc is not None:
@@ -233,16 +262,15 @@ class RouterServer:
                 await asyncio.wait_for(self._hurry.wait(), drain_s)
         await self.health.enter_graceful_shutdown()
         log.info("stopping: finishing calls in flight (grace %.1f s)", grace)
-        await asyncio.gather(
-            *(s.stop(grace) for s in (self._server, self._ext_server) if s is not None)
-        )
+        servers = (self._server, self._ext_server, self._health_server)
+        await asyncio.gather(*(s.stop(grace) for s in servers if s is not None))
         await self.engine.stop_shadows()
         await self.routers.close()
         await self.outcomes.close()
         await self.shadows.close()
         await self.cache.close()
         self.executor.shutdown(wait=False, cancel_futures=True)
-        self._server = self._ext_server = None
+        self._server = self._ext_server = self._health_server = None
         self._stopped.set()
 
     def hurry(self) -> None:

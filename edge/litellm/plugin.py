@@ -48,7 +48,11 @@ Configuration (environment, read once at construction; no I/O happens before the
 ``ROUTEIQ_EDGE_TARGET`` (``127.0.0.1:50051``), ``ROUTEIQ_EDGE_DEADLINE_MS`` (``30``),
 ``ROUTEIQ_EDGE_ROUTER`` (empty = the service's default router; a request header
 ``x-routeiq-router`` overrides it per request), ``ROUTEIQ_EDGE_MODEL_GROUPS`` (comma-separated
-model groups to route; empty = every group).
+model groups to route; empty = every group). TLS to the service: ``ROUTEIQ_EDGE_TLS_CA`` (the CA
+of the service's certificate), ``ROUTEIQ_EDGE_TLS_CERT`` + ``ROUTEIQ_EDGE_TLS_KEY`` (a client
+certificate, for mutual TLS), ``ROUTEIQ_EDGE_TLS_SERVER_NAME`` (the name in its certificate, when
+not the target's host), or ``ROUTEIQ_EDGE_TLS=1`` alone for the system's CA roots. A bearer token
+for the service's auth: ``ROUTEIQ_EDGE_TOKEN`` (sent as ``authorization`` metadata, never logged).
 """
 
 from __future__ import annotations
@@ -78,6 +82,7 @@ from edge.litellm.deployments import (
     request_headers,
     set_input,
 )
+from router_service.client import ClientTLS
 from router_service.proto import pb, pb_grpc
 
 if TYPE_CHECKING:
@@ -201,6 +206,9 @@ class RouteIQRouter(CustomLogger):
         if groups is None:
             groups = env.get("ROUTEIQ_EDGE_MODEL_GROUPS", "").split(",")
         self.model_groups = frozenset(g.strip() for g in groups if g.strip())
+        self._tls = ClientTLS.from_env("ROUTEIQ_EDGE_TLS")
+        token = env.get("ROUTEIQ_EDGE_TOKEN", "").strip()
+        self._auth = (("authorization", f"Bearer {token}"),) if token else ()
         self.counters = EdgeCounters()
         self._conns: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Conn] = (
             weakref.WeakKeyDictionary()
@@ -296,6 +304,7 @@ class RouteIQRouter(CustomLogger):
             if output_price is not None:
                 candidate.output_price_per_mtok = output_price
         metadata = [("x-request-id", request_id)] if request_id else []
+        metadata.extend(self._auth)
         traceparent = headers.get("traceparent", "").strip().lower()
         if _TRACEPARENT.fullmatch(traceparent):
             metadata.append(("traceparent", traceparent))
@@ -447,7 +456,14 @@ class RouteIQRouter(CustomLogger):
         loop = asyncio.get_running_loop()
         conn = self._conns.get(loop)
         if conn is None or conn.pid != os.getpid():
-            channel = grpc.aio.insecure_channel(self.target, options=list(_CHANNEL_OPTIONS))
+            if self._tls is None:
+                channel = grpc.aio.insecure_channel(self.target, options=list(_CHANNEL_OPTIONS))
+            else:
+                channel = grpc.aio.secure_channel(
+                    self.target,
+                    self._tls.credentials(),
+                    options=[*_CHANNEL_OPTIONS, *self._tls.options()],
+                )
             channel.get_state(try_to_connect=True)
             conn = _Conn(os.getpid(), channel, pb_grpc.RouterStub(channel))
             self._conns[loop] = conn

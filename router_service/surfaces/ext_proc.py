@@ -48,9 +48,10 @@ except ImportError as exc:  # say what to install, not just "No module named 'en
     ) from exc
 
 from router_service.config import ExtProcRoute, ExtProcSettings
-from router_service.domain import Candidate, Decision, Policy, RouteInput, Source
+from router_service.domain import TENANT_LABEL, Candidate, Decision, Policy, RouteInput, Source
 from router_service.engine.engine import DecisionEngine
-from router_service.errors import ConfigError, InvalidRequest, NotReady
+from router_service.errors import ConfigError, InvalidRequest, NotReady, PermissionDenied
+from router_service.security.auth import CALLER
 from router_service.surfaces.ext_proc_body import (
     MODEL_HEADER,
     ROUTE_KEY,
@@ -64,6 +65,7 @@ from router_service.surfaces.ext_proc_body import (
     rewrite_model,
     spoofed_headers,
 )
+from router_service.surfaces.guard import Malformed
 
 __all__ = ["EXT_PROC_SERVICE_NAME", "ExtProcServicer"]
 
@@ -147,6 +149,8 @@ class ExtProcServicer:
         every HTTP request through Envoy pays it."""
         exchange = _Exchange(route_key=_metadata(context, ROUTE_KEY))
         while (message := await context.read()) is not grpc.aio.EOF:
+            if isinstance(message, Malformed):
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, message.message)
             which = message.WhichOneof("request")
             if which == "request_headers":
                 await context.write(self._on_headers(message.request_headers, exchange))
@@ -216,6 +220,10 @@ class ExtProcServicer:
         self, route: ExtProcRoute, parsed: ParsedBody, exchange: _Exchange
     ) -> Decision | None:
         """The engine's decision, or ``None`` (logged, prompt-free) when it cannot give one."""
+        labels = {"edge": "envoy", "route": route.name}
+        caller = CALLER.get()  # with auth on, Envoy's token says which tenant it speaks for
+        if caller is not None:
+            labels[TENANT_LABEL] = caller.tenant
         request = RouteInput(
             request_id=exchange.request_id,
             candidates=self._candidates[route.name],
@@ -223,10 +231,15 @@ class ExtProcServicer:
             policy=Policy(route.policy.cost_weight, route.policy.min_quality),
             prompt=parsed.prompt,
             messages=parsed.messages,
-            labels={"edge": "envoy", "route": route.name},
+            labels=labels,
         )
         try:
+            if caller is not None:
+                caller.check_router(request.router or self._engine.table.default)
             decision = await self._engine.route(request)
+        except PermissionDenied as exc:
+            log.warning("ext_proc route %s passes a request through: %s", route.name, exc)
+            return None
         except InvalidRequest as exc:  # messages never quote the prompt
             log.info("ext_proc route %s passes a request through: %s", route.name, exc)
             return None

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import grpc
 
 from router_service.bundles.base import LoadedRouter
+from router_service.domain import TENANT_LABEL, Outcome, RouteInput
 from router_service.engine.engine import DecisionEngine
 from router_service.engine.validate import validate_outcome
 from router_service.proto import pb, pb_grpc
+from router_service.security.auth import CALLER
 from router_service.surfaces.codec import decision_to_pb, outcome_from_pb, route_from_pb
 from router_service.surfaces.status import grpc_errors
 from router_service.telemetry.outcomes import OutcomeSink
@@ -24,15 +27,25 @@ class RouterServicer(pb_grpc.RouterServicer):
         self._engine = engine
         self._outcomes = outcomes
 
+    def _scoped(self, req: RouteInput) -> RouteInput:
+        """With auth on: the caller's tenant as the ``tenant`` label (whatever the request
+        said), and PermissionDenied for a router its token does not allow."""
+        caller = CALLER.get()
+        if caller is None:
+            return req
+        caller.check_router(req.router or self._engine.table.default)
+        return dataclasses.replace(req, labels={**req.labels, TENANT_LABEL: caller.tenant})
+
     @grpc_errors
     async def Route(self, request: pb.RouteRequest, context: Ctx) -> pb.RouteResponse:
-        return decision_to_pb(await self._engine.route(route_from_pb(request)))
+        return decision_to_pb(await self._engine.route(self._scoped(route_from_pb(request))))
 
     @grpc_errors
     async def RouteBatch(
         self, request: pb.RouteBatchRequest, context: Ctx
     ) -> pb.RouteBatchResponse:
-        decisions = await self._engine.route_batch([route_from_pb(r) for r in request.requests])
+        reqs = [self._scoped(route_from_pb(r)) for r in request.requests]
+        decisions = await self._engine.route_batch(reqs)
         return pb.RouteBatchResponse(responses=[decision_to_pb(d) for d in decisions])
 
     @grpc_errors
@@ -40,8 +53,11 @@ class RouterServicer(pb_grpc.RouterServicer):
         self, request: pb.ListRoutersRequest, context: Ctx
     ) -> pb.ListRoutersResponse:
         table = self._engine.table
+        caller = CALLER.get()
         infos = []
         for r in sorted(table.routers.values(), key=lambda r: r.name):
+            if caller is not None and not caller.may_use(r.name):
+                continue
             info = _router_info(r)
             info.is_default = r.name == table.default
             rollout = table.rollouts.get(r.name)
@@ -62,7 +78,12 @@ class RouterServicer(pb_grpc.RouterServicer):
     async def ReportOutcome(
         self, request: pb.ReportOutcomeRequest, context: Ctx
     ) -> pb.ReportOutcomeResponse:
-        outcome = outcome_from_pb(request)
+        outcome: Outcome = outcome_from_pb(request)
+        caller = CALLER.get()
+        if caller is not None:  # a report changes model health for the caller's tenant only
+            outcome = dataclasses.replace(
+                outcome, labels={**outcome.labels, TENANT_LABEL: caller.tenant}
+            )
         validate_outcome(outcome, self._engine.limits)
         self._outcomes.submit(outcome)
         self._engine.record_outcome(outcome)

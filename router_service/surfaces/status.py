@@ -13,7 +13,14 @@ from typing import Any, TypeVar
 
 import grpc
 
-from router_service.errors import InvalidRequest, NotReady, Overloaded, RouteIQError
+from router_service.errors import (
+    InvalidRequest,
+    NotReady,
+    Overloaded,
+    PermissionDenied,
+    RouteIQError,
+    Unauthenticated,
+)
 
 __all__ = ["INTERNAL_MESSAGE", "grpc_errors", "status_for"]
 
@@ -24,6 +31,8 @@ _CODES: tuple[tuple[type[RouteIQError], grpc.StatusCode], ...] = (
     (InvalidRequest, grpc.StatusCode.INVALID_ARGUMENT),
     (NotReady, grpc.StatusCode.UNAVAILABLE),
     (Overloaded, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (Unauthenticated, grpc.StatusCode.UNAUTHENTICATED),
+    (PermissionDenied, grpc.StatusCode.PERMISSION_DENIED),
 )
 
 Req = TypeVar("Req")

@@ -471,3 +471,41 @@ def test_config_files_name_the_plugin() -> None:
         assert config["router_settings"]["routing_strategy"] == "simple-shuffle"
         groups = {d["model_name"] for d in config["model_list"]}
         assert "routeiq-auto" in groups
+
+
+async def test_plugin_speaks_mutual_tls_and_sends_its_token(
+    plugin_module: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """ROUTEIQ_EDGE_TLS_* and ROUTEIQ_EDGE_TOKEN: a real mutual-TLS handshake (trustme)."""
+    import trustme
+
+    ca, client_ca = trustme.CA(), trustme.CA()
+    server_cert = ca.issue_cert("router.internal")
+    client_cert = client_ca.issue_cert("litellm")
+    servicer = Recorder()
+    server = grpc.aio.server()
+    pb_grpc.add_RouterServicer_to_server(servicer, server)
+    creds = grpc.ssl_server_credentials(
+        [(server_cert.private_key_pem.bytes(), server_cert.cert_chain_pems[0].bytes())],
+        root_certificates=client_ca.cert_pem.bytes(),
+        require_client_auth=True,
+    )
+    port = server.add_secure_port("127.0.0.1:0", creds)
+    await server.start()
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    client_cert.cert_chain_pems[0].write_to_path(str(tmp_path / "client.pem"))
+    client_cert.private_key_pem.write_to_path(str(tmp_path / "client.key"))
+    monkeypatch.setenv("ROUTEIQ_EDGE_TLS_CA", str(tmp_path / "ca.pem"))
+    monkeypatch.setenv("ROUTEIQ_EDGE_TLS_CERT", str(tmp_path / "client.pem"))
+    monkeypatch.setenv("ROUTEIQ_EDGE_TLS_KEY", str(tmp_path / "client.key"))
+    monkeypatch.setenv("ROUTEIQ_EDGE_TLS_SERVER_NAME", "router.internal")
+    monkeypatch.setenv("ROUTEIQ_EDGE_TOKEN", "edge-secret-token")
+    try:
+        servicer.answer = B
+        edge = plugin_module.RouteIQRouter(target=f"127.0.0.1:{port}", deadline_ms=5000)
+        messages = [{"role": "user", "content": "2+2?"}]
+        chosen = await edge.async_filter_deployments("g", deployments(), messages, request_kwargs())
+        assert [d["model_info"]["id"] for d in chosen] == ["id-b", "id-b2"]
+        assert servicer.metadata[0]["authorization"] == "Bearer edge-secret-token"
+    finally:
+        await server.stop(0)

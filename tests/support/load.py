@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import grpc
@@ -26,9 +26,18 @@ class RouteLoad:
     """``async with RouteLoad(target, make_request) as load: ...``; ``load.stats`` after."""
 
     def __init__(
-        self, target: str, make_request: Callable[[str], pb.RouteRequest], clients: int = 8
+        self,
+        target: str,
+        make_request: Callable[[str], pb.RouteRequest],
+        clients: int = 8,
+        credentials: grpc.ChannelCredentials | None = None,
+        options: Sequence[tuple[str, str]] = (),
+        metadata: Sequence[tuple[str, str]] = (),
     ) -> None:
         self._target = target
+        self._credentials = credentials
+        self._options = list(options)
+        self._metadata = tuple(metadata)
         self._make = make_request
         self._clients = clients
         self._ids = itertools.count()
@@ -45,12 +54,17 @@ class RouteLoad:
         await asyncio.gather(*self._tasks)
 
     async def _client(self, i: int) -> None:
-        async with grpc.aio.insecure_channel(self._target) as channel:
+        channel = (
+            grpc.aio.insecure_channel(self._target)
+            if self._credentials is None
+            else grpc.aio.secure_channel(self._target, self._credentials, options=self._options)
+        )
+        async with channel:
             stub = pb_grpc.RouterStub(channel)
             while not self._stop.is_set():
                 request = self._make(f"load-{i}-{next(self._ids)}")
                 try:
-                    answer = await stub.Route(request, timeout=5.0)
+                    answer = await stub.Route(request, timeout=5.0, metadata=self._metadata)
                 except grpc.aio.AioRpcError as exc:
                     self.stats.failures.append(f"{exc.code().name}: {exc.details()}")
                 else:

@@ -1,0 +1,1 @@
+"""Transport security (TLS, mutual TLS, certificate rotation) and caller authentication."""
