@@ -5,6 +5,7 @@ Exposed over HTTP on ``metrics.port`` when set (worker *i* of several uses ``por
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
@@ -128,6 +129,20 @@ class Metrics:
 
     def count_shadow(self, router: str, result: str) -> None:
         self._child(self.shadow, router, result).inc()
+
+    def watch_audit(self, unsafe_loaded: Callable[[], int], unpickled: Callable[[], int]) -> None:
+        """Gauges read at scrape time from the import audit (router_service.security.audit)."""
+        Gauge(
+            "routeiq_unsafe_loaders_loaded",
+            "Pickle-capable loader modules (joblib, sklearn, skops, torch, cloudpickle, dill) "
+            "present in the serving process; 0 expected",
+            registry=self.registry,
+        ).set_function(unsafe_loaded)
+        Gauge(
+            "routeiq_unpickled_classes",
+            "Classes resolved by unpickling in the serving process since start; 0 expected",
+            registry=self.registry,
+        ).set_function(unpickled)
 
     def count_cache(self, tier: str, kind: str, result: str) -> None:
         self._child(self.cache_requests, tier, kind, result).inc()

@@ -41,6 +41,7 @@ from router_service.errors import Overloaded
 from router_service.grpc_server import Service, build_server
 from router_service.metrics import Metrics
 from router_service.proto import SERVICE_NAME, pb_grpc
+from router_service.security.audit import ImportAudit
 from router_service.security.auth import TokenAuth
 from router_service.security.tls import CertificateFiles
 from router_service.strategies.registry import StrategyRegistry
@@ -147,6 +148,8 @@ class RouterServer:
             settings.engine.executor_threads, thread_name_prefix="routeiq-offload"
         )
         self.metrics = Metrics()
+        audit = ImportAudit.install()
+        self.metrics.watch_audit(lambda: len(audit.unsafe_loaded()), lambda: len(audit.unpickled))
         self.cache = build_cache(settings, self.metrics)
         self.outcomes = JsonlOutcomeSink(
             Path(settings.telemetry.outcomes_path), settings.telemetry.queue_size
@@ -283,6 +286,7 @@ class RouterServer:
 
 async def serve(settings: Settings, on_ready: Callable[[int], None] | None = None) -> None:
     """Run one server until SIGTERM or SIGINT, then stop it gracefully (see the module doc)."""
+    ImportAudit.install()
     server = RouterServer(settings)
     signals: list[int] = []
     stop = asyncio.Event()

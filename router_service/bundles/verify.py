@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import multiprocessing
 import os
+import select
+import subprocess
+import sys
+import threading
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -147,13 +148,22 @@ def verify_bundle(
     )
 
 
-def _lower_priority() -> None:
-    """In the checker process: yield the CPU to the serving process."""
-    os.nice(10)
-
-
-def _checked_sha(path: str, max_file_bytes: int) -> str:
-    return verify_bundle(Path(path), max_file_bytes).sha256
+def _serve_checks() -> int:
+    """``python -m router_service.bundles.verify --serve``: the checker process. Reads one
+    JSON request per line (``{"path": ..., "max_file_bytes": ...}``) and answers one JSON line
+    (``{"sha256": ...}`` or ``{"refused": REASON}``). JSON both ways: nothing is unpickled."""
+    os.nice(10)  # yield the CPU to the serving process
+    for line in sys.stdin:
+        try:
+            ask = json.loads(line)
+            answer = {"sha256": verify_bundle(Path(ask["path"]), int(ask["max_file_bytes"])).sha256}
+        except BundleError as exc:
+            answer = {"refused": str(exc)}
+        except Exception as exc:  # a bad request line: say so, keep serving
+            answer = {"error": type(exc).__name__}
+        sys.stdout.write(json.dumps(answer) + "\n")
+        sys.stdout.flush()
+    return 0
 
 
 class IsolatedChecker:
@@ -161,37 +171,73 @@ class IsolatedChecker:
     process at low CPU priority, and returns the manifest sha256 it checked (for
     ``graphs_checked``). ``onnx.checker`` holds the GIL for tens of milliseconds on a large
     graph: in the serving process that stalls the event loop, in the child it cannot. The child
-    is started on first use (:meth:`start` starts it ahead of time) and restarted if it dies."""
+    speaks JSON lines over its stdin and stdout (no pickle), is started on first use
+    (:meth:`start` starts it ahead of time) and restarted if it dies or hangs."""
 
     def __init__(self, timeout_s: float = 120.0) -> None:
         self._timeout_s = timeout_s
-        self._pool: ProcessPoolExecutor | None = None
+        self._proc: subprocess.Popen[str] | None = None
+        self._lock = threading.Lock()
 
     def start(self) -> None:
-        if self._pool is None:
-            self._pool = ProcessPoolExecutor(
-                1, mp_context=multiprocessing.get_context("spawn"), initializer=_lower_priority
+        with self._lock:
+            self._spawn()
+
+    def _spawn(self) -> subprocess.Popen[str]:
+        if self._proc is None or self._proc.poll() is not None:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-m", "router_service.bundles.verify", "--serve"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                text=True,
             )
-            self._pool.submit(os.getpid)  # spawn and import now, not at the first publication
+        return self._proc
 
     def check(self, path: Path, max_file_bytes: int) -> str:
-        self.start()
-        assert self._pool is not None
-        future = self._pool.submit(_checked_sha, str(path), max_file_bytes)
-        try:
-            return future.result(self._timeout_s)
-        except BundleError:
-            raise
-        except TimeoutError:
-            self.close()
-            raise BundleError(f"{path}: checking took over {self._timeout_s:.0f} s") from None
-        except BrokenProcessPool:
-            self.close()
-            raise RuntimeError(
-                "the bundle checker process died; it restarts at the next try"
-            ) from None
+        with self._lock:
+            proc = self._spawn()
+            assert proc.stdin is not None and proc.stdout is not None
+            try:
+                proc.stdin.write(
+                    json.dumps({"path": str(path), "max_file_bytes": max_file_bytes}) + "\n"
+                )
+                proc.stdin.flush()
+                ready, _, _ = select.select([proc.stdout], [], [], self._timeout_s)
+                line = proc.stdout.readline() if ready else ""
+            except OSError:
+                line = ""
+            if not line:
+                self._kill()
+                if not ready:
+                    raise BundleError(f"{path}: checking took over {self._timeout_s:.0f} s")
+                raise RuntimeError("the bundle checker process died; it restarts at the next try")
+        answer = json.loads(line)
+        if "sha256" in answer:
+            return str(answer["sha256"])
+        if "refused" in answer:
+            raise BundleError(str(answer["refused"]))
+        raise RuntimeError(f"the bundle checker failed ({answer.get('error')})")
+
+    def _kill(self) -> None:
+        if self._proc is not None:
+            self._proc.kill()
+            self._proc.wait()
+            self._proc = None
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = None
+        with self._lock:
+            if self._proc is not None and self._proc.poll() is None:
+                assert self._proc.stdin is not None
+                self._proc.stdin.close()  # the child ends at end of input
+                try:
+                    self._proc.wait(5)
+                except subprocess.TimeoutExpired:
+                    self._kill()
+            self._proc = None
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] == ["--serve"]:
+        sys.exit(_serve_checks())
+    sys.exit("usage: python -m router_service.bundles.verify --serve")
