@@ -15,7 +15,7 @@ DEFAULT_ROUTER ?= knn
 DEFAULT_FEATURIZER ?= tfidf
 
 .PHONY: run test install tools proto proto-check lint typecheck pytest lock clean bundle edge \
-	edge-envoy quality bench bench-smoke bench-swap
+	edge-envoy quality bench bench-smoke bench-swap bench-security
 
 $(VENV)/.installed: requirements/lock.txt requirements/models.txt requirements/edge-litellm.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -94,6 +94,9 @@ bench: install tools ## ghz load scenarios + baselines -> benchmarks/results/<UT
 
 bench-swap: install tools bundle ## Route p99 while the registry swaps versions vs steady (~3 min)
 	PATH="$(CURDIR)/$(TOOLS):$$PATH" $(PY) -m benchmarks.registry_swap $(BENCH_ARGS)
+
+bench-security: install tools bundle ## cache-hit calls/s: plaintext vs TLS vs TLS + token (~3 min)
+	PATH="$(CURDIR)/$(TOOLS):$$PATH" $(PY) -m benchmarks.security_overhead $(BENCH_ARGS)
 
 bench-smoke: install tools ## the benchmark harness end to end in seconds (also run by the tests)
 	PATH="$(CURDIR)/$(TOOLS):$$PATH" $(PY) -m benchmarks.run --smoke

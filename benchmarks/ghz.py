@@ -41,9 +41,20 @@ class Load:
     total: int = 200
     duration_s: float | None = None
     timeout_s: float = 20.0
+    ca_file: Path | None = None  # TLS: the CA of the server's certificate (else plaintext)
+    server_name: str | None = None
+    metadata: tuple[tuple[str, str], ...] = ()
 
     def argv(self, target: str, out: Path) -> list[str]:
-        argv = [ghz_path(), "--insecure", "--proto", str(PROTO)]
+        argv = [ghz_path(), "--proto", str(PROTO)]
+        if self.ca_file is None:
+            argv += ["--insecure"]
+        else:
+            argv += ["--cacert", str(self.ca_file)]
+            if self.server_name:
+                argv += ["--cname", self.server_name]
+        if self.metadata:
+            argv += ["--metadata", json.dumps(dict(self.metadata))]
         argv += ["--call", f"{SERVICE}/{self.method}", "--binary-file", str(self.data)]
         argv += ["--concurrency", str(self.concurrency)]
         argv += ["--connections", str(min(self.connections, self.concurrency))]
