@@ -39,6 +39,8 @@ __all__ = [
     "HealthSettings",
     "LimitsSettings",
     "MetricsSettings",
+    "RateLimitSettings",
+    "RateRule",
     "RedisSettings",
     "RegistrySettings",
     "RouterSpec",
@@ -139,6 +141,22 @@ class AuthSettings(_Section):
     @property
     def enabled(self) -> bool:
         return self.tokens_file is not None or bool(self.tokens)
+
+
+class RateRule(_Section):
+    rps: float = Field(gt=0, description="requests per second, sustained")
+    burst: int = Field(ge=1, description="requests at once, from a full bucket")
+
+
+class RateLimitSettings(_Section):
+    """Per-tenant token buckets; unset: no limit."""
+
+    default: RateRule | None = Field(None, description="every tenant without a rule of its own")
+    tenants: dict[str, RateRule] = Field(default_factory=dict, description="rules by tenant")
+
+    @property
+    def enabled(self) -> bool:
+        return self.default is not None or bool(self.tenants)
 
 
 class LimitsSettings(_Section):
@@ -392,6 +410,7 @@ class Settings(BaseSettings):
     server: ServerSettings = ServerSettings()
     tls: TlsSettings = TlsSettings()
     auth: AuthSettings = AuthSettings()
+    rate_limits: RateLimitSettings = RateLimitSettings()
     limits: LimitsSettings = LimitsSettings()
     engine: EngineSettings = EngineSettings()
     routers: list[RouterSpec] = Field(default_factory=_default_routers)

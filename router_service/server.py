@@ -43,6 +43,7 @@ from router_service.metrics import Metrics
 from router_service.proto import SERVICE_NAME, pb_grpc
 from router_service.security.audit import ImportAudit
 from router_service.security.auth import TokenAuth
+from router_service.security.ratelimit import RateLimiter
 from router_service.security.tls import CertificateFiles
 from router_service.strategies.registry import StrategyRegistry
 from router_service.surfaces.ext_proc import EXT_PROC_SERVICE_NAME, ExtProcServicer
@@ -180,7 +181,9 @@ class RouterServer:
 
     async def start(self) -> int:
         cfg, ext = self.settings.server, self.settings.ext_proc
-        router = RouterServicer(self.engine, self.outcomes)
+        router = RouterServicer(
+            self.engine, self.outcomes, RateLimiter.from_settings(self.settings.rate_limits)
+        )
         services: list[Service] = [
             (SERVICE_NAME, functools.partial(pb_grpc.add_RouterServicer_to_server, router))
         ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
 from typing import Any
 
 import grpc
@@ -13,6 +14,7 @@ from router_service.engine.engine import DecisionEngine
 from router_service.engine.validate import validate_outcome
 from router_service.proto import pb, pb_grpc
 from router_service.security.auth import CALLER
+from router_service.security.ratelimit import RateLimiter
 from router_service.surfaces.codec import decision_to_pb, outcome_from_pb, route_from_pb
 from router_service.surfaces.status import grpc_errors
 from router_service.telemetry.outcomes import OutcomeSink
@@ -23,9 +25,12 @@ Ctx = grpc.aio.ServicerContext[Any, Any]
 
 
 class RouterServicer(pb_grpc.RouterServicer):
-    def __init__(self, engine: DecisionEngine, outcomes: OutcomeSink) -> None:
+    def __init__(
+        self, engine: DecisionEngine, outcomes: OutcomeSink, limiter: RateLimiter | None = None
+    ) -> None:
         self._engine = engine
         self._outcomes = outcomes
+        self._limiter = limiter
 
     def _scoped(self, req: RouteInput) -> RouteInput:
         """With auth on: the caller's tenant as the ``tenant`` label (whatever the request
@@ -36,15 +41,26 @@ class RouterServicer(pb_grpc.RouterServicer):
         caller.check_router(req.router or self._engine.table.default)
         return dataclasses.replace(req, labels={**req.labels, TENANT_LABEL: caller.tenant})
 
+    def _admit(self, reqs: list[RouteInput]) -> None:
+        """Take each tenant's requests from its rate-limit bucket (RateLimited when empty)."""
+        if self._limiter is None:
+            return
+        counts = Counter(r.tenant for r in reqs)
+        for tenant, n in counts.items():
+            self._limiter.take(tenant, n)
+
     @grpc_errors
     async def Route(self, request: pb.RouteRequest, context: Ctx) -> pb.RouteResponse:
-        return decision_to_pb(await self._engine.route(self._scoped(route_from_pb(request))))
+        req = self._scoped(route_from_pb(request))
+        self._admit([req])
+        return decision_to_pb(await self._engine.route(req))
 
     @grpc_errors
     async def RouteBatch(
         self, request: pb.RouteBatchRequest, context: Ctx
     ) -> pb.RouteBatchResponse:
         reqs = [self._scoped(route_from_pb(r)) for r in request.requests]
+        self._admit(reqs)
         decisions = await self._engine.route_batch(reqs)
         return pb.RouteBatchResponse(responses=[decision_to_pb(d) for d in decisions])
 

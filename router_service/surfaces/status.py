@@ -58,6 +58,10 @@ def grpc_errors(handler: Handler[Req, Resp]) -> Handler[Req, Resp]:
             raise
         except Exception as exc:
             code, message = status_for(exc)
+            retry_after_s = getattr(exc, "retry_after_s", None)  # a rate limit's hint
+            if retry_after_s is not None:
+                pushback = str(max(1, round(retry_after_s * 1000)))
+                context.set_trailing_metadata((("grpc-retry-pushback-ms", pushback),))
             if code is grpc.StatusCode.INTERNAL:
                 log.exception("unhandled error in %s", handler.__name__)
             await context.abort(code, message)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -164,3 +165,43 @@ async def test_a_message_over_the_limit_is_resource_exhausted_and_the_server_car
         health = health_pb2_grpc.HealthStub(channel)
         status = await health.Check(health_pb2.HealthCheckRequest(), timeout=5)
         assert status.status == health_pb2.HealthCheckResponse.SERVING
+
+
+async def test_per_tenant_rate_limits_with_a_retry_hint(
+    make_settings: Callable[..., Settings], start_server: Any
+) -> None:
+    """acme may burst 5 then 2/s; ops has no rule of its own and gets the default (burst 50).
+    With auth on, the tenant is the token's: claiming another tenant does not escape."""
+    server = await start_server(
+        make_settings(
+            auth={
+                "tokens": [
+                    {"sha256": hash_token(ACME), "tenant": "acme"},
+                    {"sha256": hash_token(OPS), "tenant": "ops"},
+                ]
+            },
+            rate_limits={
+                "default": {"rps": 100, "burst": 50},
+                "tenants": {"acme": {"rps": 2, "burst": 5}},
+            },
+        )
+    )
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        stub = pb_grpc.RouterStub(channel)
+        for i in range(5):
+            await stub.Route(cheap_request(f"a{i}", tenant="ops"), metadata=bearer(ACME), timeout=5)
+        call = stub.Route(cheap_request("a5"), metadata=bearer(ACME), timeout=5)
+        with pytest.raises(grpc.aio.AioRpcError) as limited:
+            await call
+        assert limited.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "tenant 'acme' is over 2 requests/s; retry in" in (limited.value.details() or "")
+        pushback = dict(limited.value.trailing_metadata() or ())["grpc-retry-pushback-ms"]
+        assert 100 <= int(pushback) <= 500  # half a token at 2/s
+        for i in range(20):  # another tenant is not affected
+            await stub.Route(cheap_request(f"o{i}"), metadata=bearer(OPS), timeout=5)
+        batch = pb.RouteBatchRequest(requests=[cheap_request(f"b{i}") for i in range(6)])
+        with pytest.raises(grpc.aio.AioRpcError) as over_burst:
+            await stub.RouteBatch(batch, metadata=bearer(ACME), timeout=5)
+        assert "6 requests at once is over the burst of 5" in (over_burst.value.details() or "")
+        await asyncio.sleep(0.6)  # one token back
+        await stub.Route(cheap_request("a6"), metadata=bearer(ACME), timeout=5)
