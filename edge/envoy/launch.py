@@ -20,7 +20,6 @@ import argparse
 import os
 import shutil
 import signal
-import string
 import subprocess
 import sys
 import tempfile
@@ -30,6 +29,7 @@ from types import FrameType
 
 from edge.devtools.fake_upstream import FakeUpstream
 from edge.devtools.processes import stop_process, wait_serving
+from edge.envoy.render import render
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -114,7 +114,7 @@ def _run(
     values: dict[str, object],
     config: Path,
 ) -> int:
-    config.write_text(string.Template(args.template.read_text()).substitute(values))
+    config.write_text(render(args.template.read_text(), values))
     bundles = [arg for path in args.bundle for arg in ("--bundle", str(path))]
     service = subprocess.Popen(
         [sys.executable, "-m", "router_service", "serve", "--config", str(args.config),

@@ -371,3 +371,73 @@ def test_service_down_traffic_reaches_the_default_route(
     finally:
         edge.envoy.stop()
         edge.service.stop()
+
+
+# -- a secured ext_proc stream ----------------------------------------------------------------
+def test_envoy_reaches_the_service_over_mutual_tls_with_a_token(
+    upstreams: dict[str, FakeUpstream], tmp_path: Path
+) -> None:
+    """The service requires a client certificate and a token; Envoy's router cluster presents
+    both (edge/envoy/render.py) and requests are routed. Without the token the same Envoy gets
+    UNAUTHENTICATED on the stream and, failure_mode_allow, requests go on unrouted."""
+    import trustme
+
+    from edge.envoy.render import router_auth, router_tls
+    from router_service.security.auth import hash_token
+    from tests.support.procs import wait_serving
+
+    ca, client_ca = trustme.CA(), trustme.CA()
+    ca.issue_cert("router.internal").private_key_and_cert_chain_pem.write_to_path(
+        str(tmp_path / "server.pem")
+    )
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    client_ca.cert_pem.write_to_path(str(tmp_path / "client-ca.pem"))
+    edge_cert = client_ca.issue_cert("envoy-edge")
+    edge_cert.cert_chain_pems[0].write_to_path(str(tmp_path / "edge.pem"))
+    edge_cert.private_key_pem.write_to_path(str(tmp_path / "edge.key"))
+    config = yaml.safe_load(_router_config(tmp_path / "router.yaml", "pass").read_text())
+    health = free_port()
+    config["tls"] = {
+        "cert_file": str(tmp_path / "server.pem"),
+        "key_file": str(tmp_path / "server.pem"),
+        "client_ca_file": str(tmp_path / "client-ca.pem"),
+        "health_port": health,
+    }
+    token = "edge-token-4f1c2a"
+    config["auth"] = {"tokens": [{"sha256": hash_token(token), "tenant": "envoy-edge"}]}
+    (tmp_path / "router.yaml").write_text(yaml.safe_dump(config))
+    service = ServiceProcess(["--config", str(tmp_path / "router.yaml")])
+    wait_serving(f"127.0.0.1:{health}", service.proc, 20)
+    ports = (upstreams["a"].port, upstreams["b"].port, upstreams["c"].port)
+    tls = router_tls(
+        tmp_path / "ca.pem", "router.internal", tmp_path / "edge.pem", tmp_path / "edge.key"
+    )
+    envoys = {
+        "with token": EnvoyProcess.edge(
+            router_port=service.port,
+            upstreams=ports,
+            models=(BIG, SMALL),
+            tls=tls,
+            auth=router_auth(token),
+        ).wait_ready(),
+        "without": EnvoyProcess.edge(
+            router_port=service.port, upstreams=ports, models=(BIG, SMALL), tls=tls
+        ).wait_ready(),
+    }
+    try:
+        for name, envoy in envoys.items():
+            edge = Edge(service, envoy, upstreams)
+            raw = edge.client().chat.completions.with_raw_response.create(
+                **_chat("a hard question")
+            )
+            if name == "with token":
+                assert raw.headers["x-routeiq-model"] == BIG
+                assert raw.headers["x-upstream"] == "a"
+            else:
+                assert "x-routeiq-model" not in raw.headers
+                assert raw.headers["x-upstream"] == "c"  # the default route, unrouted
+    finally:
+        for envoy in envoys.values():
+            envoy.stop()
+        service.stop()
+    assert token not in service.log()

@@ -9,7 +9,6 @@ Python package that collides with ``xds-protos``. A missing binary is an error, 
 from __future__ import annotations
 
 import os
-import string
 import subprocess
 import tempfile
 import time
@@ -17,6 +16,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from edge.envoy.render import render
 from tests.support.procs import REPO, free_port, stop_process, tool
 
 __all__ = [
@@ -59,8 +59,11 @@ def render_edge(
     upstreams: tuple[int, int, int],
     models: tuple[str, str],
     router_host: str = "127.0.0.1",
+    tls: str = "",
+    auth: str = "",
 ) -> str:
-    """``edge/envoy/envoy.yaml`` with its ``${...}`` placeholders filled in."""
+    """``edge/envoy/envoy.yaml`` with its ``${...}`` placeholders filled in (``tls``, ``auth``:
+    see :mod:`edge.envoy.render`)."""
     values: dict[str, object] = {
         "LISTEN_PORT": listen_port,
         "ADMIN_PORT": admin_port,
@@ -72,7 +75,7 @@ def render_edge(
     for letter, port in zip("ABC", upstreams, strict=True):
         values[f"UPSTREAM_{letter}_HOST"] = "127.0.0.1"
         values[f"UPSTREAM_{letter}_PORT"] = port
-    return string.Template(EDGE_TEMPLATE.read_text()).substitute(values)
+    return render(EDGE_TEMPLATE.read_text(), values, tls=tls, auth=auth)
 
 
 def validate(config: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -126,6 +129,8 @@ class EnvoyProcess:
         upstreams: tuple[int, int, int],
         models: tuple[str, str],
         concurrency: int = 1,
+        tls: str = "",
+        auth: str = "",
     ) -> EnvoyProcess:
         """The local edge template on free ports; ``.port`` is the listener."""
         admin, listen = free_port(), free_port()
@@ -135,6 +140,8 @@ class EnvoyProcess:
             router_port=router_port,
             upstreams=upstreams,
             models=models,
+            tls=tls,
+            auth=auth,
         )
         return cls(text, admin, listen, concurrency)
 
