@@ -202,3 +202,37 @@ def test_bad_certificate_files_stop_the_start(pki: dict[str, Any], make_settings
         )
     with pytest.raises(ConfigError, match="cert_file and key_file go together"):
         make_settings(tls={"cert_file": str(paths["cert"])})
+
+
+def _handshake(port: int, ca: trustme.CA, newest: ssl.TLSVersion) -> str:
+    """The protocol version a client offering at most ``newest`` gets (the client side allows
+    old versions, so a refusal is the server's)."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ca.configure_trust(ctx)
+    ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
+    ctx.minimum_version = ssl.TLSVersion.MINIMUM_SUPPORTED
+    ctx.maximum_version = newest
+    ctx.set_alpn_protocols(["h2"])
+    try:
+        with (
+            socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+            ctx.wrap_socket(raw, server_hostname=NAME) as tls,
+        ):
+            return str(tls.version())
+    except (ssl.SSLError, OSError) as exc:
+        return f"refused ({type(exc).__name__})"
+
+
+async def test_tls_below_1_2_is_refused(
+    pki: dict[str, Any], make_settings: Callable[..., Settings], start_server: Any
+) -> None:
+    paths = pki["paths"]
+    server = await start_server(
+        make_settings(tls={"cert_file": str(paths["cert"]), "key_file": str(paths["key"])})
+    )
+    got = {
+        v: await asyncio.to_thread(_handshake, server.port, pki["ca"], v)
+        for v in (ssl.TLSVersion.TLSv1_1, ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3)
+    }
+    assert got[ssl.TLSVersion.TLSv1_1].startswith("refused"), got
+    assert got[ssl.TLSVersion.TLSv1_2] == "TLSv1.2" and got[ssl.TLSVersion.TLSv1_3] == "TLSv1.3"
