@@ -44,9 +44,11 @@ class _Capture:
 
     def __init__(self) -> None:
         self.services: list[tuple[str, Mapping[str, Handler]]] = []
+        self.generic = 0
 
     def add_generic_rpc_handlers(self, handlers: Any) -> None:
-        """Ignored: the registered handlers below are the same ones."""
+        """Counted only: the registered handlers below are the same ones."""
+        self.generic += len(handlers)
 
     def add_registered_method_handlers(self, name: str, handlers: Mapping[str, Handler]) -> None:
         self.services.append((name, handlers))
@@ -142,6 +144,8 @@ def add_guarded(
     """Register what ``add(server)`` would, guarded; returns the service names added."""
     capture = _Capture()
     add(capture)
+    if capture.generic and not capture.services:  # stubs from a grpcio-tools before 1.62
+        raise RuntimeError("a service registers only generic handlers; regenerate its stubs")
     for name, handlers in capture.services:
         guarded = {
             method: _guard(h, _message_name(h, f"{name}/{method} request"), auth)
