@@ -432,6 +432,9 @@ class Settings(BaseSettings):
     metrics: MetricsSettings = MetricsSettings()
     ext_proc: ExtProcSettings = ExtProcSettings()
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["text", "json"] = Field(
+        "text", description="json: one object per line with request_id where there is one"
+    )
 
     @model_validator(mode="after")
     def _check_routers(self) -> Settings:

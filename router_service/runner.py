@@ -16,6 +16,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from router_service import logs
 from router_service.config import Settings
 from router_service.errors import ConfigError
 from router_service.server import serve
@@ -25,10 +26,8 @@ __all__ = ["run"]
 log = logging.getLogger(__name__)
 
 
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level, format="%(asctime)s %(levelname)s %(process)d %(name)s: %(message)s"
-    )
+def _configure_logging(settings: Settings) -> None:
+    logs.configure(settings.log_level, settings.log_format)
 
 
 def _run_loop(settings: Settings, on_ready: Callable[[int], None] | None) -> None:
@@ -42,7 +41,7 @@ def _run_loop(settings: Settings, on_ready: Callable[[int], None] | None) -> Non
 
 def _worker(settings_json: str) -> None:
     settings = Settings.model_validate_json(settings_json)
-    _configure_logging(settings.log_level)
+    _configure_logging(settings)
     _run_loop(settings, None)
 
 
@@ -57,7 +56,7 @@ def _for_worker(settings: Settings, index: int) -> str:
 
 def run(settings: Settings, on_ready: Callable[[int], None] | None = None) -> int:
     """Serve until SIGTERM/SIGINT; returns the process exit code."""
-    _configure_logging(settings.log_level)
+    _configure_logging(settings)
     if settings.server.workers == 1:
         _run_loop(settings, on_ready)
         return 0

@@ -444,6 +444,7 @@ class DecisionEngine:
             request_id or "-",
             why,
             held,
+            extra={"request_id": request_id, "router": router},
         )
 
     def _degrade(
