@@ -50,6 +50,7 @@ __all__ = [
     "TelemetrySettings",
     "TlsSettings",
     "TokenSpec",
+    "TracingSettings",
     "load_settings",
 ]
 
@@ -180,11 +181,25 @@ class RouterSpec(_Section):
     params: dict[str, Any] = Field(default_factory=dict)
 
 
+class TracingSettings(_Section):
+    """OpenTelemetry traces; off by default (then nothing is set up)."""
+
+    enabled: bool = False
+    exporter: Literal["console"] = Field(
+        "console", description="console (JSON per span on stdout); OTLP is not available yet"
+    )
+    sample_ratio: float = Field(
+        1.0, ge=0, le=1, description="share of new traces sampled; a sampled caller's always is"
+    )
+    service_name: str = "routeiq-router"
+
+
 class TelemetrySettings(_Section):
     """Where outcome reports and shadow decisions go (JSONL files, one object per line)."""
 
     outcomes_path: Path = Path("var/outcomes.jsonl")
     shadow_path: Path = Path("var/shadow.jsonl")
+    tracing: TracingSettings = TracingSettings()
     queue_size: int = Field(10_000, ge=1)
 
 

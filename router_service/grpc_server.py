@@ -49,6 +49,7 @@ def build_server(
     reflection_on: bool | None = None,
     auth: TokenAuth | None = None,
     exempt: Collection[str] = ("health", "reflection"),
+    interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
 ) -> tuple[grpc.aio.Server, int]:
     """A server (not started) with ``services``, the standard health service and, with
     ``cfg.reflection`` (or ``reflection_on``), reflection over all of them, listening on
@@ -57,7 +58,9 @@ def build_server(
     through :func:`add_guarded` (malformed bodies are ``INVALID_ARGUMENT``; with ``auth``, calls
     need a token, except to the services named in ``exempt``: health, reflection)."""
     server = grpc.aio.server(
-        options=grpc_options(cfg), maximum_concurrent_rpcs=cfg.max_concurrent_rpcs
+        options=grpc_options(cfg),
+        maximum_concurrent_rpcs=cfg.max_concurrent_rpcs,
+        interceptors=list(interceptors) or None,
     )
     for _, add in services:
         add_guarded(add, server, auth)

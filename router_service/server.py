@@ -19,7 +19,7 @@ import signal
 from collections.abc import Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2
@@ -50,6 +50,11 @@ from router_service.surfaces.ext_proc import EXT_PROC_SERVICE_NAME, ExtProcServi
 from router_service.surfaces.router_api import RouterServicer
 from router_service.telemetry.outcomes import JsonlOutcomeSink, JsonlSink
 from router_service.telemetry.shadow import shadow_record
+from router_service.telemetry.tracing import Tracing
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace.export import SpanExporter
+    from opentelemetry.trace import Tracer
 
 __all__ = ["RouterServer", "build_engine"]
 
@@ -117,6 +122,7 @@ def build_engine(
     metrics: Metrics | None = None,
     *,
     on_shadow: Callable[[RouteInput, Decision, Decision], None] | None = None,
+    tracer: Tracer | None = None,
 ) -> DecisionEngine:
     return DecisionEngine(
         settings.limits,
@@ -136,14 +142,18 @@ def build_engine(
         on_shadow=on_shadow,
         shadow_budget_s=settings.registry.shadow_budget_ms / 1000,
         shadow_max_in_flight=settings.registry.shadow_max_in_flight,
+        tracer=tracer,
     )
 
 
 class RouterServer:
     """One process's gRPC server. ``start()`` returns the bound port (useful with port 0)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, span_exporter: SpanExporter | None = None) -> None:
+        """``span_exporter``: where spans go instead of ``telemetry.tracing``'s exporter (and
+        tracing on), for tests."""
         self.settings = settings
+        self.tracing = Tracing.from_settings(settings.telemetry.tracing, span_exporter)
         self.registry = StrategyRegistry(settings.strategies)
         self.executor = ThreadPoolExecutor(
             settings.engine.executor_threads, thread_name_prefix="routeiq-offload"
@@ -165,6 +175,7 @@ class RouterServer:
             self.cache,
             self.metrics,
             on_shadow=self._record_shadow,
+            tracer=None if self.tracing is None else self.tracing.tracer,
         )
         self.routers = RouterRegistry(settings, self.registry, self.engine.install, self.metrics)
         self.health = health.aio.HealthServicer()
@@ -201,6 +212,7 @@ class RouterServer:
             credentials=creds,
             auth=self.auth,
             exempt=exempt,
+            interceptors=self._interceptors(),
         )
         self.ext_proc_port = self.port if ext_proc is not None else None
         if ext_proc is not None and ext.port is not None:  # a port of its own
@@ -213,6 +225,7 @@ class RouterServer:
                 credentials=None if self.tls is None else self.tls.credentials(),
                 auth=self.auth,
                 exempt=exempt,
+                interceptors=self._interceptors(),
             )
         if self.settings.tls.health_port is not None:  # probes that cannot speak TLS
             self._health_server, self.health_port = build_server(
@@ -243,6 +256,9 @@ class RouterServer:
             "serving %d router(s) on %s:%d", len(self.engine.table.routers), cfg.host, self.port
         )
         return self.port
+
+    def _interceptors(self) -> list[grpc.aio.ServerInterceptor]:
+        return [] if self.tracing is None else [self.tracing.server_interceptor()]
 
     def _record_shadow(self, req: RouteInput, answer: Decision, shadow: Decision) -> None:
         try:
@@ -275,6 +291,8 @@ class RouterServer:
         await self.outcomes.close()
         await self.shadows.close()
         await self.cache.close()
+        if self.tracing is not None:
+            await asyncio.to_thread(self.tracing.shutdown)  # flush the last spans
         self.executor.shutdown(wait=False, cancel_futures=True)
         self._server = self._ext_server = self._health_server = None
         self._stopped.set()

@@ -15,19 +15,21 @@ strategy without one the features, came from the cache). Entries are scoped by t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import Executor
-from typing import TypeVar
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
 from router_service.bundles.base import LoadedRouter, RouterTable
 from router_service.cache.base import ArrayCache, NoCache
-from router_service.cache.codec import FEATURES, PREDICTIONS
+from router_service.cache.codec import FEATURES, PREDICTIONS, Array
 from router_service.cache.keys import feature_key, prediction_key, text_digest, vector_digest
 from router_service.config import LimitsSettings
 from router_service.domain import Choice, Decision, Outcome, RouteInput, Source
@@ -38,10 +40,14 @@ from router_service.errors import InvalidRequest, NotReady, StrategyError, Unkno
 from router_service.metrics import Metrics
 from router_service.strategies.base import Features, HealthCheck, ScoredStrategy, Strategy
 
+if TYPE_CHECKING:
+    from opentelemetry.trace import Tracer
+
 __all__ = ["DecisionEngine"]
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
+_NO_SPAN: AbstractContextManager[None] = contextlib.nullcontext()
 _WARN_EVERY_S = 10.0
 
 
@@ -94,6 +100,7 @@ class DecisionEngine:
         on_shadow: Callable[[RouteInput, Decision, Decision], None] | None = None,
         shadow_budget_s: float = 0.05,
         shadow_max_in_flight: int = 64,
+        tracer: Tracer | None = None,
     ) -> None:
         self._limits = limits
         self._fallback = fallback
@@ -114,6 +121,7 @@ class DecisionEngine:
         self._shadow_budget_s = shadow_budget_s
         self._shadow_max_in_flight = shadow_max_in_flight
         self._shadows: set[asyncio.Task[None]] = set()
+        self._tracer = tracer
 
     # -- router table ---------------------------------------------------------------------
     def install(self, table: RouterTable) -> None:
@@ -294,6 +302,32 @@ class DecisionEngine:
             )
 
     async def _decide(self, router: LoadedRouter, req: RouteInput, start: int) -> Decision:
+        if self._tracer is None:
+            return await self._decide_now(router, req, start)
+        with self._tracer.start_as_current_span("routeiq.route") as span:
+            span.set_attributes(
+                {
+                    "routeiq.router": router.name,
+                    "routeiq.router_version": router.version,
+                    "routeiq.candidates": len(req.candidates),
+                    "routeiq.request_id": req.request_id,
+                }
+            )
+            decision = await self._decide_now(router, req, start)
+            span.set_attributes(
+                {"routeiq.source": decision.source.name, "routeiq.model": decision.model}
+            )
+            if decision.source is Source.FALLBACK:
+                span.set_attribute("routeiq.fallback_reason", decision.reason)
+            return decision
+
+    def _span(self, name: str) -> AbstractContextManager[Any]:
+        """A stage span under the current one; a shared no-op when tracing is off."""
+        if self._tracer is None:
+            return _NO_SPAN
+        return self._tracer.start_as_current_span(name)
+
+    async def _decide_now(self, router: LoadedRouter, req: RouteInput, start: int) -> Decision:
         strategy = router.strategy
         health = self._health.view(req.tenant)
         source = Source.STATIC
@@ -330,11 +364,9 @@ class DecisionEngine:
             digest = vector_digest(req.embedding)
         else:
             digest = text_digest(req.text())
-        pkey = ""  # predictions are cached for scored routers of a known output width
-        if plan.scored is not None and router.outputs:
-            pkey = prediction_key(router.sha256, scope, digest)
-            quality = await self._cache.get(pkey, PREDICTIONS)
-            if quality is not None and quality.shape == (router.outputs,):
+        pkey, quality = await self._cached_prediction(router, plan, scope, digest)
+        if quality is not None and plan.scored is not None:
+            with self._span("routeiq.policy"):
                 return plan.scored.choose_scored(req, quality, health), True
         features, fkey = await self._cached_features(router, req, scope, digest)
         text = req.text() if features is None else None
@@ -345,9 +377,12 @@ class DecisionEngine:
             else f"featurizer {featurizer.name}"
         )
         try:
-            inference = await self._bounded(
-                plan.batcher.infer(text, features, plan.budget_s), what, plan.budget_s
-            )
+            with self._span("routeiq.inference") as span:
+                if span is not None:
+                    span.set_attribute("routeiq.featurize", text is not None)
+                inference = await self._bounded(
+                    plan.batcher.infer(text, features, plan.budget_s), what, plan.budget_s
+                )
         except Overloaded as exc:
             if self._metrics is not None:
                 self._metrics.count_shed(router.name)
@@ -357,7 +392,8 @@ class DecisionEngine:
         if plan.scored is not None and inference.quality is not None:
             if pkey:
                 self._cache.put(pkey, inference.quality, PREDICTIONS)
-            return plan.scored.choose_scored(req, inference.quality, health), False
+            with self._span("routeiq.policy"):
+                return plan.scored.choose_scored(req, inference.quality, health), False
         strategy = router.strategy  # a learned strategy without a separate prediction step
         call = functools.partial(strategy.choose, req, inference.features, health)
         if strategy.blocking:
@@ -365,6 +401,22 @@ class DecisionEngine:
         else:
             choice = call()
         return choice, bool(fkey) and features is not None
+
+    async def _cached_prediction(
+        self, router: LoadedRouter, plan: _Plan, scope: str, digest: bytes
+    ) -> tuple[str, Array | None]:
+        """The prediction key (empty: this router's predictions are not cached — only scored
+        routers of a known output width are) and the cached prediction, if there is one."""
+        if plan.scored is None or not router.outputs:
+            return "", None
+        pkey = prediction_key(router.sha256, scope, digest)
+        with self._span("routeiq.prediction_cache") as span:
+            quality = await self._cache.get(pkey, PREDICTIONS)
+            if quality is not None and quality.shape != (router.outputs,):
+                quality = None
+            if span is not None:
+                span.set_attribute("routeiq.cache_hit", quality is not None)
+        return pkey, quality
 
     async def _cached_features(
         self, router: LoadedRouter, req: RouteInput, scope: str, digest: bytes

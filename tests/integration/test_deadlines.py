@@ -40,7 +40,11 @@ async def test_an_expired_request_is_never_featurized_nor_cached(
     async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
         stub = pb_grpc.RouterStub(channel)
         first = asyncio.ensure_future(stub.Route(request("occupies the featurizer"), timeout=5))
-        await asyncio.sleep(0.1)  # the first job is running
+        for _ in range(200):  # until the first job is running
+            if featurizer.calls:
+                break
+            await asyncio.sleep(0.01)
+        assert featurizer.calls == 1
         with pytest.raises(grpc.aio.AioRpcError) as late:
             await stub.Route(request("waits behind it"), timeout=0.1)
         assert late.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED

@@ -1,0 +1,82 @@
+"""OpenTelemetry spans from a real server, checked with the SDK's in-memory exporter: the
+gRPC server span continues the caller's W3C trace context, the decision and its stages are
+its children with their attributes, health calls are not traced, and no span holds the prompt."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from router_service.config import Settings
+from router_service.proto import pb, pb_grpc
+from router_service.server import RouterServer
+
+TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+TRACEPARENT = f"00-{TRACE_ID}-00f067aa0ba902b7-01"
+PROMPT = "secret-marker-prompt: prove that sqrt(2) is irrational"
+
+
+async def test_spans_continue_the_callers_trace_with_stage_children(
+    default_bundle: Path, make_settings: Callable[..., Settings]
+) -> None:
+    exporter = InMemorySpanExporter()
+    server = RouterServer(make_settings(bundles=[str(default_bundle)]), span_exporter=exporter)
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            stub = pb_grpc.RouterStub(channel)
+            request = pb.RouteRequest(
+                request_id="req-trace-1",
+                prompt=PROMPT,
+                candidates=[
+                    pb.Candidate(name="llama-3.1-8b-instruct"),
+                    pb.Candidate(name="llama-3.1-nemotron-51b-instruct"),
+                ],
+            )
+            metadata = (("traceparent", TRACEPARENT),)
+            first = await stub.Route(request, metadata=metadata, timeout=10)
+            await stub.Route(request, metadata=metadata, timeout=10)  # a cache hit
+            health = health_pb2_grpc.HealthStub(channel)
+            await health.Check(health_pb2.HealthCheckRequest(), timeout=5)
+    finally:
+        await server.stop(0)
+    spans = exporter.get_finished_spans()
+    by_name: dict[str, list[Any]] = {}
+    for span in spans:
+        by_name.setdefault(span.name, []).append(span)
+    assert not [s for s in spans if "Health" in s.name]
+    servers = by_name["/routeiq.router.v1.Router/Route"]
+    assert len(servers) == 2
+    assert all(f"{s.context.trace_id:032x}" == TRACE_ID for s in spans)
+    routes = by_name["routeiq.route"]
+    assert {r.parent.span_id for r in routes} == {s.context.span_id for s in servers}
+    miss, hit = sorted(routes, key=lambda r: r.start_time)
+    assert miss.attributes["routeiq.router"] == "llmrouter-knn-tfidf"
+    assert miss.attributes["routeiq.request_id"] == "req-trace-1"
+    assert miss.attributes["routeiq.source"] == "MODEL"
+    assert miss.attributes["routeiq.model"] == first.model
+    assert hit.attributes["routeiq.source"] == "CACHE"
+    stages = {
+        (s.name, s.parent.span_id) for s in spans if s.name.startswith("routeiq.") and s.parent
+    }
+    for route in (miss, hit):
+        assert ("routeiq.prediction_cache", route.context.span_id) in stages
+        assert ("routeiq.policy", route.context.span_id) in stages
+    assert ("routeiq.inference", miss.context.span_id) in stages
+    assert ("routeiq.inference", hit.context.span_id) not in stages
+    cache_hits = [s.attributes["routeiq.cache_hit"] for s in by_name["routeiq.prediction_cache"]]
+    assert sorted(cache_hits) == [False, True]
+    for span in spans:
+        for value in (span.attributes or {}).values():
+            assert "secret-marker-prompt" not in str(value)
+
+
+async def test_tracing_off_sets_nothing_up(make_settings: Callable[..., Settings]) -> None:
+    server = RouterServer(make_settings())
+    assert server.tracing is None
+    assert server.engine._tracer is None
