@@ -223,6 +223,7 @@ def _handshake(port: int, ca: trustme.CA, newest: ssl.TLSVersion) -> str:
         return f"refused ({type(exc).__name__})"
 
 
+@pytest.mark.filterwarnings("ignore:ssl.TLSVersion.TLSv1_1 is deprecated:DeprecationWarning")
 async def test_tls_below_1_2_is_refused(
     pki: dict[str, Any], make_settings: Callable[..., Settings], start_server: Any
 ) -> None:

@@ -76,7 +76,13 @@ async def test_spans_continue_the_callers_trace_with_stage_children(
             assert "secret-marker-prompt" not in str(value)
 
 
-async def test_tracing_off_sets_nothing_up(make_settings: Callable[..., Settings]) -> None:
+async def test_tracing_off_sets_nothing_up_and_on_builds_its_exporter(
+    make_settings: Callable[..., Settings],
+) -> None:
     server = RouterServer(make_settings())
     assert server.tracing is None
     assert server.engine._tracer is None
+    on = RouterServer(make_settings(telemetry={"tracing": {"enabled": True, "sample_ratio": 0.01}}))
+    assert on.tracing is not None and on.engine._tracer is on.tracing.tracer
+    assert "TraceIdRatioBased{0.01}" in on.tracing.provider.sampler.get_description()
+    on.tracing.shutdown()
