@@ -26,6 +26,7 @@ from benchmarks.ghz import Load, pinned, run_ghz
 from benchmarks.procs import REPO, Proc, free_ports, service_argv
 from benchmarks.workload import candidates_from_bundle, route_requests, write_delimited
 from edge.devtools.processes import wait_serving
+from router_service.client import bearer_metadata
 from router_service.security.auth import hash_token
 
 BUNDLE = REPO / "var" / "bundles" / "default"
@@ -53,7 +54,7 @@ def _arms(work: Path) -> dict[str, dict[str, Any]]:
             "load": {
                 "ca_file": work / "ca.pem",
                 "server_name": NAME,
-                "metadata": (("authorization", f"Bearer {TOKEN}"),),
+                "metadata": bearer_metadata(TOKEN),
             },
         },
     }

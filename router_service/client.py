@@ -12,7 +12,12 @@ import grpc
 
 from router_service.proto import pb, pb_grpc
 
-__all__ = ["ClientTLS", "RouterClient", "parse_candidates"]
+__all__ = ["ClientTLS", "RouterClient", "bearer_metadata", "parse_candidates"]
+
+
+def bearer_metadata(token: str | None) -> tuple[tuple[str, str], ...]:
+    """The gRPC metadata that carries ``token`` to the service's auth (none without one)."""
+    return (("authorization", f"Bearer {token}"),) if token else ()
 
 
 @dataclass(frozen=True)
@@ -90,7 +95,7 @@ class RouterClient:
         tls: ClientTLS | None = None,
         token: str | None = None,
     ) -> None:
-        self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
+        self._metadata = bearer_metadata(token)
         self._channel = (
             grpc.insecure_channel(target)
             if tls is None

@@ -82,7 +82,7 @@ from edge.litellm.deployments import (
     request_headers,
     set_input,
 )
-from router_service.client import ClientTLS
+from router_service.client import ClientTLS, bearer_metadata
 from router_service.proto import pb, pb_grpc
 
 if TYPE_CHECKING:
@@ -207,8 +207,7 @@ class RouteIQRouter(CustomLogger):
             groups = env.get("ROUTEIQ_EDGE_MODEL_GROUPS", "").split(",")
         self.model_groups = frozenset(g.strip() for g in groups if g.strip())
         self._tls = ClientTLS.from_env("ROUTEIQ_EDGE_TLS")
-        token = env.get("ROUTEIQ_EDGE_TOKEN", "").strip()
-        self._auth = (("authorization", f"Bearer {token}"),) if token else ()
+        self._auth = bearer_metadata(env.get("ROUTEIQ_EDGE_TOKEN", "").strip())
         self.counters = EdgeCounters()
         self._conns: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Conn] = (
             weakref.WeakKeyDictionary()

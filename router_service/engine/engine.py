@@ -122,6 +122,10 @@ class DecisionEngine:
         self._shadow_max_in_flight = shadow_max_in_flight
         self._shadows: set[asyncio.Task[None]] = set()
         self._tracer = tracer
+        # chosen once: with tracing off a decision takes no span code path, not even a check
+        self._decide: Callable[[LoadedRouter, RouteInput, int], Awaitable[Decision]] = (
+            self._decide_now if tracer is None else self._decide_traced
+        )
 
     # -- router table ---------------------------------------------------------------------
     def install(self, table: RouterTable) -> None:
@@ -301,9 +305,9 @@ class DecisionEngine:
                 f"router {router.name!r} needs text ('prompt' or 'messages'), got an embedding"
             )
 
-    async def _decide(self, router: LoadedRouter, req: RouteInput, start: int) -> Decision:
-        if self._tracer is None:
-            return await self._decide_now(router, req, start)
+    async def _decide_traced(self, router: LoadedRouter, req: RouteInput, start: int) -> Decision:
+        """:meth:`_decide_now` inside a ``routeiq.route`` span (tracing on)."""
+        assert self._tracer is not None
         with self._tracer.start_as_current_span("routeiq.route") as span:
             span.set_attributes(
                 {

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextvars
 import hashlib
 import hmac
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +20,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from router_service.config import AuthSettings, TokenSpec
+from router_service.domain import TENANT_LABEL
 from router_service.errors import ConfigError, PermissionDenied, Unauthenticated, field_problems
 
 __all__ = ["CALLER", "Principal", "TokenAuth", "hash_token"]
@@ -41,6 +42,10 @@ class Principal:
 
     def may_use(self, name: str) -> bool:
         return self.routers is None or name in self.routers
+
+    def scoped(self, labels: Mapping[str, str]) -> dict[str, str]:
+        """``labels`` with this caller's tenant, replacing whatever ``tenant`` they held."""
+        return {**labels, TENANT_LABEL: self.tenant}
 
 
 CALLER: contextvars.ContextVar[Principal | None] = contextvars.ContextVar(

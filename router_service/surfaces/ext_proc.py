@@ -48,7 +48,7 @@ except ImportError as exc:  # say what to install, not just "No module named 'en
     ) from exc
 
 from router_service.config import ExtProcRoute, ExtProcSettings
-from router_service.domain import TENANT_LABEL, Candidate, Decision, Policy, RouteInput, Source
+from router_service.domain import Candidate, Decision, Policy, RouteInput, Source
 from router_service.engine.engine import DecisionEngine
 from router_service.errors import ConfigError, InvalidRequest, NotReady, PermissionDenied
 from router_service.security.auth import CALLER
@@ -223,7 +223,7 @@ class ExtProcServicer:
         labels = {"edge": "envoy", "route": route.name}
         caller = CALLER.get()  # with auth on, Envoy's token says which tenant it speaks for
         if caller is not None:
-            labels[TENANT_LABEL] = caller.tenant
+            labels = caller.scoped(labels)
         request = RouteInput(
             request_id=exchange.request_id,
             candidates=self._candidates[route.name],

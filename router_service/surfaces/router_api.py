@@ -9,7 +9,7 @@ from typing import Any
 import grpc
 
 from router_service.bundles.base import LoadedRouter
-from router_service.domain import TENANT_LABEL, Outcome, RouteInput
+from router_service.domain import Outcome, RouteInput
 from router_service.engine.engine import DecisionEngine
 from router_service.engine.validate import validate_outcome
 from router_service.proto import pb, pb_grpc
@@ -39,7 +39,7 @@ class RouterServicer(pb_grpc.RouterServicer):
         if caller is None:
             return req
         caller.check_router(req.router or self._engine.table.default)
-        return dataclasses.replace(req, labels={**req.labels, TENANT_LABEL: caller.tenant})
+        return dataclasses.replace(req, labels=caller.scoped(req.labels))
 
     def _admit(self, reqs: list[RouteInput]) -> None:
         """Take each tenant's requests from its rate-limit bucket (RateLimited when empty)."""
@@ -97,9 +97,7 @@ class RouterServicer(pb_grpc.RouterServicer):
         outcome: Outcome = outcome_from_pb(request)
         caller = CALLER.get()
         if caller is not None:  # a report changes model health for the caller's tenant only
-            outcome = dataclasses.replace(
-                outcome, labels={**outcome.labels, TENANT_LABEL: caller.tenant}
-            )
+            outcome = dataclasses.replace(outcome, labels=caller.scoped(outcome.labels))
         validate_outcome(outcome, self._engine.limits)
         self._outcomes.submit(outcome)
         self._engine.record_outcome(outcome)

@@ -8,24 +8,13 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
+from benchmarks.procs import scrape_metrics
 from converters.registry_ops import publish
 from router_service.bundles.store import DirStore
 from router_service.client import RouterClient, parse_candidates
 from tests.support.procs import REPO, ServiceProcess, free_port
-
-
-def scrape(port: int) -> dict[str, float]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as reply:
-        text = reply.read().decode()
-    out = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            key, _, value = line.rpartition(" ")
-            out[key] = float(value)
-    return out
 
 
 def test_serving_process_never_loads_a_pickle_capable_loader(
@@ -58,7 +47,7 @@ def test_serving_process_never_loads_a_pickle_capable_loader(
             time.sleep(0.1)
         assert any(r.version == "2" for r in client.list_routers().routers)
         client.close()
-        seen = scrape(metrics)
+        seen = scrape_metrics([metrics])
         assert seen["routeiq_unsafe_loaders_loaded"] == 0
         assert seen["routeiq_unpickled_classes"] == 0
     finally:

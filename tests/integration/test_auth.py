@@ -13,16 +13,13 @@ import pytest
 import yaml
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from router_service.client import bearer_metadata as bearer
 from router_service.config import Settings
 from router_service.proto import SERVICE_NAME, pb, pb_grpc
 from router_service.security.auth import hash_token
 from router_service.surfaces.ext_proc import EXT_PROC_SERVICE_NAME
 
 ACME, OPS = "acme-token-0123456789", "ops-token-9876543210"
-
-
-def bearer(token: str) -> tuple[tuple[str, str], ...]:
-    return (("authorization", f"Bearer {token}"),)
 
 
 def cheap_request(request_id: str, router: str = "cheapest", **labels: str) -> pb.RouteRequest:

@@ -36,18 +36,29 @@ def write_cert(cert: trustme.LeafCert, cert_path: Path, key_path: Path) -> None:
         tmp.replace(path)
 
 
-def served_certificate(port: int, ca: trustme.CA) -> bytes:
-    """The DER certificate the server presents at a new handshake (a plain TLS client)."""
+def handshake(port: int, ca: trustme.CA, newest: ssl.TLSVersion | None = None) -> tuple[str, bytes]:
+    """A new TLS handshake with a plain client trusting ``ca``: the protocol version and the
+    DER certificate the server presented. With ``newest`` the client offers at most that
+    version and allows old ones on its side, so a refusal is the server's."""
     ctx = ssl.create_default_context()
     ca.configure_trust(ctx)
+    if newest is not None:
+        ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
+        ctx.minimum_version = ssl.TLSVersion.MINIMUM_SUPPORTED
+        ctx.maximum_version = newest
     ctx.set_alpn_protocols(["h2"])
     with (
         socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
         ctx.wrap_socket(raw, server_hostname=NAME) as tls,
     ):
         der = tls.getpeercert(binary_form=True)
-    assert der is not None
-    return der
+        assert der is not None
+        return str(tls.version()), der
+
+
+def served_certificate(port: int, ca: trustme.CA) -> bytes:
+    """The DER certificate the server presents at a new handshake."""
+    return handshake(port, ca)[1]
 
 
 def route_request(request_id: str) -> pb.RouteRequest:
@@ -204,21 +215,10 @@ def test_bad_certificate_files_stop_the_start(pki: dict[str, Any], make_settings
         make_settings(tls={"cert_file": str(paths["cert"])})
 
 
-def _handshake(port: int, ca: trustme.CA, newest: ssl.TLSVersion) -> str:
-    """The protocol version a client offering at most ``newest`` gets (the client side allows
-    old versions, so a refusal is the server's)."""
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ca.configure_trust(ctx)
-    ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
-    ctx.minimum_version = ssl.TLSVersion.MINIMUM_SUPPORTED
-    ctx.maximum_version = newest
-    ctx.set_alpn_protocols(["h2"])
+def _protocol(port: int, ca: trustme.CA, newest: ssl.TLSVersion) -> str:
+    """The protocol version a client offering at most ``newest`` gets, or why it got none."""
     try:
-        with (
-            socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
-            ctx.wrap_socket(raw, server_hostname=NAME) as tls,
-        ):
-            return str(tls.version())
+        return handshake(port, ca, newest)[0]
     except (ssl.SSLError, OSError) as exc:
         return f"refused ({type(exc).__name__})"
 
@@ -232,7 +232,7 @@ async def test_tls_below_1_2_is_refused(
         make_settings(tls={"cert_file": str(paths["cert"]), "key_file": str(paths["key"])})
     )
     got = {
-        v: await asyncio.to_thread(_handshake, server.port, pki["ca"], v)
+        v: await asyncio.to_thread(_protocol, server.port, pki["ca"], v)
         for v in (ssl.TLSVersion.TLSv1_1, ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3)
     }
     assert got[ssl.TLSVersion.TLSv1_1].startswith("refused"), got
