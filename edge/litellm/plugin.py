@@ -27,6 +27,11 @@ retries and fallbacks included):
   set-up included) over one ``grpc.aio`` channel per process and event loop, created on first use
   and connecting at once. The request id (the client's ``x-request-id``, else LiteLLM's call id)
   goes in ``request_id`` and, with a valid W3C ``traceparent``/``tracestate``, as gRPC metadata.
+* Traces: each call is a ``routeiq.edge.route`` client span of the request's trace (its parent is
+  the client's ``traceparent``) and the service continues it, so one trace shows the edge and the
+  service. Spans are recorded when the proxy process has an OpenTelemetry SDK set up (LiteLLM's
+  ``callbacks: ["otel"]`` sets one, exporting where ``OTEL_EXPORTER``/``OTEL_ENDPOINT`` say);
+  without one the client's trace context is passed on unchanged.
 * The answer's model maps back to the deployments of that name: a one-element list unless several
   deployments share the name, in which case the proxy's ``routing_strategy`` picks among them.
 
@@ -70,6 +75,9 @@ from typing import TYPE_CHECKING, Any, Final
 
 import grpc
 from litellm.integrations.custom_logger import CustomLogger
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from edge.litellm.deployments import (
     MAX_ID_CHARS,
@@ -100,6 +108,9 @@ METADATA_KEY: Final = "routeiq"
 _LOG_EVERY_S: Final = 10.0
 _PRICE_CACHE_MAX: Final = 4096
 _TRACEPARENT: Final = re.compile(r"[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
+_TRACE_KEYS: Final = ("traceparent", "tracestate")
+_W3C: Final = TraceContextTextMapPropagator()
+_TRACER: Final = trace.get_tracer("routeiq.edge.litellm")  # follows the global provider once set
 _CHANNEL_OPTIONS: Final = (
     ("grpc.keepalive_time_ms", 30_000),
     ("grpc.keepalive_timeout_ms", 10_000),
@@ -314,12 +325,30 @@ class RouteIQRouter(CustomLogger):
         return _Call(request, wire, request_id, tuple(metadata))
 
     async def _send(self, call: _Call) -> pb.RouteResponse:
-        """The ``Route`` call itself, under the deadline (counted from here)."""
+        """The ``Route`` call itself, under the deadline (counted from here), in a client span
+        whose context goes with the call in place of the client's."""
         await self._warm_once()
-        answer: pb.RouteResponse = await self._stub().Route(
-            call.message, timeout=self.deadline_s, metadata=list(call.metadata)
+        parent = _W3C.extract({k: v for k, v in call.metadata if k in _TRACE_KEYS})
+        span = _TRACER.start_span(
+            "routeiq.edge.route",
+            context=parent,
+            kind=SpanKind.CLIENT,
+            attributes={"routeiq.request_id": call.request_id, "routeiq.edge": "litellm"},
         )
-        return answer
+        carrier: dict[str, str] = {}
+        _W3C.inject(carrier, context=trace.set_span_in_context(span))
+        metadata = [m for m in call.metadata if m[0] not in _TRACE_KEYS] + list(carrier.items())
+        try:
+            answer: pb.RouteResponse = await self._stub().Route(
+                call.message, timeout=self.deadline_s, metadata=metadata
+            )
+            span.set_attributes({"routeiq.model": answer.model, "routeiq.router": answer.router})
+            return answer
+        except BaseException as exc:
+            span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+            raise
+        finally:
+            span.end()
 
     def _start_early(self, data: Mapping[Any, Any]) -> bool:
         """Start the ``Route`` call of a proxy request before LiteLLM picks a deployment, from

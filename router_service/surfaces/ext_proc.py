@@ -35,18 +35,13 @@ from typing import Any
 
 import grpc
 
-try:
-    from envoy.config.core.v3 import base_pb2 as core
-    from envoy.extensions.filters.http.ext_proc.v3 import processing_mode_pb2 as modes
-    from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
-    from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as ep_grpc
-    from envoy.type.v3 import http_status_pb2
-except ImportError as exc:  # say what to install, not just "No module named 'envoy'"
-    raise ImportError(
-        f"the Envoy ext_proc surface needs the xds-protos package ({exc}): install the "
-        "project's locked requirements (requirements/lock.txt)"
-    ) from exc
-
+from router_service._proto.envoy.config.core.v3 import base_pb2 as core
+from router_service._proto.envoy.extensions.filters.http.ext_proc.v3 import (
+    processing_mode_pb2 as modes,
+)
+from router_service._proto.envoy.service.ext_proc.v3 import external_processor_pb2 as ep
+from router_service._proto.envoy.service.ext_proc.v3 import external_processor_pb2_grpc as ep_grpc
+from router_service._proto.envoy.type.v3 import http_status_pb2
 from router_service.config import ExtProcRoute, ExtProcSettings
 from router_service.domain import Candidate, Decision, Policy, RouteInput, Source
 from router_service.engine.engine import DecisionEngine
@@ -65,7 +60,6 @@ from router_service.surfaces.ext_proc_body import (
     rewrite_model,
     spoofed_headers,
 )
-from router_service.surfaces.guard import Malformed
 
 __all__ = ["EXT_PROC_SERVICE_NAME", "ExtProcServicer"]
 
@@ -76,21 +70,19 @@ _MAX_REQUEST_ID = 128
 _OVERWRITE = core.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
 
 Message = Any
-"""A generated ``envoy.service.ext_proc.v3`` message (xds-protos ships no type stubs)."""
+"""A generated ``envoy.service.ext_proc.v3`` message."""
 Ctx = grpc.aio.ServicerContext[Any, Any]
 
 _CONTINUE_HEADERS = ep.ProcessingResponse(request_headers=ep.HeadersResponse())
 _CONTINUE_BODY = ep.ProcessingResponse(request_body=ep.BodyResponse())
 _NO_BODY = modes.ProcessingMode(request_body_mode=modes.ProcessingMode.NONE)
-_EMPTY_REPLY = {
-    f"{side}_{part}": reply
-    for side in ("request", "response")
-    for part, reply in (
-        ("headers", ep.HeadersResponse),
-        ("body", ep.BodyResponse),
-        ("trailers", ep.TrailersResponse),
-    )
-}
+
+
+def _empty_reply(which: str) -> Message:
+    """The do-nothing answer to a part Envoy sent (the answer's field has the part's name)."""
+    reply = ep.ProcessingResponse()
+    getattr(reply, which).SetInParent()
+    return reply
 
 
 @dataclass(slots=True)
@@ -103,7 +95,7 @@ class _Exchange:
     request_id: str = ""
 
 
-class ExtProcServicer:
+class ExtProcServicer(ep_grpc.ExternalProcessorServicer):
     """Envoy's external processor, delegating every decision to :class:`DecisionEngine`.
 
     Registered with :meth:`add_to`. Start-up calls :meth:`check` once the routers are loaded.
@@ -141,23 +133,23 @@ class ExtProcServicer:
                     f"ext_proc route {route.name!r} lists candidates twice: {', '.join(dupes)}"
                 )
 
-    async def Process(self, requests: AsyncIterator[Message], context: Ctx) -> None:
+    async def Process(
+        self, requests: AsyncIterator[Message], context: Ctx
+    ) -> AsyncIterator[Message]:
         """One HTTP request: one answer per message Envoy sends, in order.
 
-        Reads and writes through ``context`` (``requests`` stays unused), grpc.aio's read/write
-        style: in our runs a little cheaper per stream than an async-generator handler, and
-        every HTTP request through Envoy pays it."""
+        An async generator (not grpc.aio's read/write style, a little cheaper per stream in our
+        runs): OpenTelemetry's server interceptor only wraps streaming handlers that are
+        iterators. Malformed messages never get here (:mod:`router_service.surfaces.guard`)."""
         exchange = _Exchange(route_key=_metadata(context, ROUTE_KEY))
-        while (message := await context.read()) is not grpc.aio.EOF:
-            if isinstance(message, Malformed):
-                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, message.message)
+        async for message in requests:
             which = message.WhichOneof("request")
             if which == "request_headers":
-                await context.write(self._on_headers(message.request_headers, exchange))
+                yield self._on_headers(message.request_headers, exchange)
             elif which == "request_body":
-                await context.write(await self._on_body(message.request_body, exchange))
+                yield await self._on_body(message.request_body, exchange)
             elif which is not None:  # not asked for; answer so that Envoy carries on
-                await context.write(ep.ProcessingResponse(**{which: _EMPTY_REPLY[which]()}))
+                yield _empty_reply(which)
 
     # -- phases ---------------------------------------------------------------------------
     def _on_headers(self, headers: Message, exchange: _Exchange) -> Message:

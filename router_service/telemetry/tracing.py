@@ -6,7 +6,7 @@ plug-in forwards the request's ``traceparent``); the engine adds a ``routeiq.rou
 decision with stage spans under it (prediction cache, inference, policy) and attributes such as
 router, version, source, cache hit, fallback reason — never prompt text. Spans are sampled by
 ``sample_ratio`` (parent-based: a sampled caller's trace is always continued) and exported in
-batches to the console (OTLP: see :func:`_exporter`). When off, nothing is set up and the
+batches over OTLP (gRPC or HTTP) or to the console. When off, nothing is set up and the
 engine takes no span code path at all.
 """
 
@@ -33,11 +33,22 @@ EXCLUDED_SERVICES = ("grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerRef
 
 
 def _exporter(cfg: TracingSettings) -> SpanExporter:
-    """The configured exporter. Only ``console`` for now: the OTLP exporters need
-    ``opentelemetry-proto`` and ``googleapis-common-protos``, whose files ``xds-protos`` (the
-    ext_proc stubs) also ships, so they cannot share the service's environment yet."""
-    assert cfg.exporter == "console"
-    return ConsoleSpanExporter()
+    """The configured exporter. An OTLP endpoint given as ``http://`` is plaintext, ``https://``
+    TLS; unset, the exporters read the standard ``OTEL_EXPORTER_OTLP_*`` variables."""
+    if cfg.exporter == "console":
+        return ConsoleSpanExporter()
+    headers = cfg.headers or None
+    if cfg.exporter == "otlp_http":
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import (  # noqa: PLC0415
+            OTLPSpanExporter as HttpExporter,
+        )
+
+        return HttpExporter(endpoint=cfg.endpoint, headers=headers, timeout=cfg.timeout_s)
+    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (  # noqa: PLC0415
+        OTLPSpanExporter as GrpcExporter,
+    )
+
+    return GrpcExporter(endpoint=cfg.endpoint, headers=headers, timeout=cfg.timeout_s)
 
 
 class Tracing:

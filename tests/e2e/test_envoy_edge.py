@@ -3,15 +3,17 @@
 are. The strategy routes on a keyword in the prompt (``tests/support/envoy_strategies.py``), so
 every test knows which upstream must answer.
 
-Missing Envoy or xds-protos fails these tests with what to install; nothing is skipped.
+A missing Envoy binary fails these tests with what to install; nothing is skipped.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import secrets
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -34,8 +36,6 @@ SECRET = "zebra-papaya-417"  # in prompts; must never show up in a log
 
 
 def _require_tools() -> None:
-    if importlib.util.find_spec("envoy.service.ext_proc.v3.external_processor_pb2") is None:
-        pytest.fail("xds-protos is not installed: install the project's locked requirements")
     if importlib.util.find_spec("openai") is None:
         pytest.fail("the openai package is not installed: install the test requirements")
     try:
@@ -441,3 +441,49 @@ def test_envoy_reaches_the_service_over_mutual_tls_with_a_token(
             envoy.stop()
         service.stop()
     assert token not in service.log()
+
+
+def test_one_trace_goes_from_envoy_through_the_service(
+    upstreams: dict[str, FakeUpstream], tmp_path: Path, jaeger_server: Any
+) -> None:
+    """Envoy's OpenTelemetry tracer and the service both export to a real Jaeger: the request's
+    trace (the client's traceparent) holds Envoy's spans and the service's, the service's
+    ext_proc span a child of Envoy's, and no span holds the prompt."""
+    from edge.envoy.render import otel_tracing
+    from tests.support.jaeger import service_names, spans_of
+
+    config = yaml.safe_load(_router_config(tmp_path / "router.yaml", "pass").read_text())
+    config["telemetry"]["tracing"] = {"enabled": True, "endpoint": jaeger_server.otlp_grpc}
+    (tmp_path / "router.yaml").write_text(yaml.safe_dump(config))
+    service = ServiceProcess(
+        ["--config", str(tmp_path / "router.yaml")], env={"OTEL_BSP_SCHEDULE_DELAY": "100"}
+    ).wait_ready()
+    collector = urllib.parse.urlsplit(jaeger_server.otlp_grpc)
+    envoy = EnvoyProcess.edge(
+        router_port=service.port,
+        upstreams=(upstreams["a"].port, upstreams["b"].port, upstreams["c"].port),
+        models=(BIG, SMALL),
+        tracing=otel_tracing(str(collector.hostname), int(collector.port or 0)),
+    )
+    trace_id = secrets.token_hex(16)
+    try:
+        edge = Edge(service, envoy.wait_ready(), upstreams)
+        raw = edge.client().chat.completions.with_raw_response.create(
+            **_chat(f"a hard question {SECRET}"),
+            extra_headers={"traceparent": f"00-{trace_id}-{secrets.token_hex(8)}-01"},
+        )
+        assert raw.headers.get("x-routeiq-model") == BIG, (
+            service.log()[-3000:] + envoy.log()[-3000:]
+        )
+        found = jaeger_server.wait_for(trace_id, {"routeiq-edge-envoy", "routeiq-router"})
+    finally:
+        envoy.stop()
+        service.stop()
+    envoy_ids = {s["spanID"] for s in spans_of(found, "routeiq-edge-envoy")}
+    ours = {s["operationName"]: s for s in spans_of(found, "routeiq-router")}
+    server = ours["/envoy.service.ext_proc.v3.ExternalProcessor/Process"]
+    parents = [r["spanID"] for r in server["references"] if r["refType"] == "CHILD_OF"]
+    assert parents and parents[0] in envoy_ids, "the service's span does not continue Envoy's"
+    assert "routeiq.route" in ours
+    assert service_names(found) == {"routeiq-edge-envoy", "routeiq-router"}
+    assert SECRET not in str(found["spans"])

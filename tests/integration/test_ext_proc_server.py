@@ -9,12 +9,12 @@ from typing import Any
 
 import grpc
 import pytest
-from envoy.config.core.v3 import base_pb2 as core
-from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
-from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as ep_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
+from router_service._proto.envoy.config.core.v3 import base_pb2 as core
+from router_service._proto.envoy.service.ext_proc.v3 import external_processor_pb2 as ep
+from router_service._proto.envoy.service.ext_proc.v3 import external_processor_pb2_grpc as ep_grpc
 from router_service.config import Settings
 from router_service.proto import SERVICE_NAME
 from router_service.server import RouterServer

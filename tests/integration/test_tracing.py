@@ -86,3 +86,23 @@ async def test_tracing_off_sets_nothing_up_and_on_builds_its_exporter(
     assert on.tracing is not None and on.engine._tracer is on.tracing.tracer
     assert "TraceIdRatioBased{0.01}" in on.tracing.provider.sampler.get_description()
     on.tracing.shutdown()
+
+
+def test_each_exporter_setting_builds_its_exporter() -> None:
+    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as Grpc
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as Http
+    from opentelemetry.sdk.trace.export import ConsoleSpanExporter
+
+    from router_service.config import TracingSettings
+    from router_service.telemetry.tracing import _exporter
+
+    grpc_exporter = _exporter(TracingSettings(endpoint="http://127.0.0.1:4317"))
+    assert isinstance(grpc_exporter, Grpc)
+    http_exporter = _exporter(
+        TracingSettings(exporter="otlp_http", endpoint="http://127.0.0.1:4318/v1/traces")
+    )
+    assert isinstance(http_exporter, Http)
+    assert http_exporter._endpoint == "http://127.0.0.1:4318/v1/traces"
+    assert isinstance(_exporter(TracingSettings(exporter="console")), ConsoleSpanExporter)
+    for exporter in (grpc_exporter, http_exporter):
+        exporter.shutdown()

@@ -10,12 +10,12 @@ from typing import Any
 
 import grpc
 import pytest
-from envoy.config.core.v3 import base_pb2 as core
-from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
-from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as ep_grpc
 
 from converters.cli import main as bundle_main
 from converters.datasets.synthetic import write_synthetic
+from router_service._proto.envoy.config.core.v3 import base_pb2 as core
+from router_service._proto.envoy.service.ext_proc.v3 import external_processor_pb2 as ep
+from router_service._proto.envoy.service.ext_proc.v3 import external_processor_pb2_grpc as ep_grpc
 from router_service.bundles.manifest import PricePriorSpec
 from router_service.bundles.registry import load_routers
 from router_service.config import load_settings

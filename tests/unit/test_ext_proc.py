@@ -8,12 +8,13 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-import grpc
 import pytest
-from envoy.config.core.v3 import base_pb2 as core
-from envoy.extensions.filters.http.ext_proc.v3 import processing_mode_pb2 as modes
-from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
 
+from router_service._proto.envoy.config.core.v3 import base_pb2 as core
+from router_service._proto.envoy.extensions.filters.http.ext_proc.v3 import (
+    processing_mode_pb2 as modes,
+)
+from router_service._proto.envoy.service.ext_proc.v3 import external_processor_pb2 as ep
 from router_service.bundles.registry import load_routers
 from router_service.config import Settings
 from router_service.errors import ConfigError
@@ -44,21 +45,13 @@ ROUTES = [
 
 
 class Ctx:
-    """The part of ``grpc.aio.ServicerContext`` a stream handler uses: metadata, read, write."""
+    """The part of ``grpc.aio.ServicerContext`` the stream handler uses: its metadata."""
 
-    def __init__(self, messages: list[Any], metadata: tuple[tuple[str, str], ...] = ()) -> None:
-        self.messages = messages
+    def __init__(self, metadata: tuple[tuple[str, str], ...] = ()) -> None:
         self.metadata = metadata
-        self.written: list[Any] = []
 
     def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
         return self.metadata
-
-    async def read(self) -> Any:
-        return self.messages.pop(0) if self.messages else grpc.aio.EOF
-
-    async def write(self, message: Any) -> None:
-        self.written.append(message)
 
 
 @pytest.fixture
@@ -99,15 +92,17 @@ def body(payload: object) -> Any:
 
 async def exchange(servicer: ExtProcServicer, *messages: Any, route: str = "openai") -> list[Any]:
     """Envoy's side of one stream: send ``messages``, collect one answer per message."""
+    sent: list[Any] = []
 
-    async def unused() -> AsyncIterator[Any]:  # the handler reads through the context
-        raise AssertionError("read through the context")
-        yield
+    async def requests() -> AsyncIterator[Any]:
+        for message in messages:
+            sent.append(message)
+            yield message
 
-    ctx = Ctx(list(messages), (("x-routeiq-route", route),) if route else ())
-    await servicer.Process(unused(), ctx)  # type: ignore[arg-type]
-    assert not ctx.messages
-    return ctx.written
+    ctx = Ctx((("x-routeiq-route", route),) if route else ())
+    answers = [a async for a in servicer.Process(requests(), ctx)]  # type: ignore[arg-type]
+    assert sent == list(messages)
+    return answers
 
 
 def chat(prompt: str, model: str = "auto") -> dict[str, Any]:
