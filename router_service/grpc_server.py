@@ -12,6 +12,7 @@ from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 
 from router_service.config import ServerSettings
 from router_service.errors import ConfigError
+from router_service.metrics import Metrics
 from router_service.security.auth import TokenAuth
 from router_service.surfaces.guard import add_guarded
 
@@ -50,24 +51,27 @@ def build_server(
     auth: TokenAuth | None = None,
     exempt: Collection[str] = ("health", "reflection"),
     interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
+    metrics: Metrics | None = None,
 ) -> tuple[grpc.aio.Server, int]:
     """A server (not started) with ``services``, the standard health service and, with
     ``cfg.reflection`` (or ``reflection_on``), reflection over all of them, listening on
     ``cfg.host:port`` (TLS with ``credentials``). Returns it and the bound port;
     :class:`ConfigError` naming ``option`` when the address is taken. Every service is added
     through :func:`add_guarded` (malformed bodies are ``INVALID_ARGUMENT``; with ``auth``, calls
-    need a token, except to the services named in ``exempt``: health, reflection)."""
+    need a token, except to the services named in ``exempt``: health, reflection; with
+    ``metrics``, every call is counted by method and status code)."""
     server = grpc.aio.server(
         options=grpc_options(cfg),
         maximum_concurrent_rpcs=cfg.max_concurrent_rpcs,
         interceptors=list(interceptors) or None,
     )
     for _, add in services:
-        add_guarded(add, server, auth)
+        add_guarded(add, server, auth, metrics)
     add_guarded(
         lambda s: health_pb2_grpc.add_HealthServicer_to_server(health_servicer, s),
         server,
         None if "health" in exempt else auth,
+        metrics,
     )
     if cfg.reflection if reflection_on is None else reflection_on:
         names = (*(name for name, _ in services), HEALTH_SERVICE, reflection.SERVICE_NAME)

@@ -12,10 +12,16 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 
 __all__ = ["Metrics"]
 
-_LATENCY_BUCKETS_S = (
-    0.0001,
-    0.00025,
-    0.0005,
+# Resolve 50 µs to 100 ms: a cache hit takes tens of µs inside the service, a miss about a
+# millisecond, a MiniLM featurizer tens of milliseconds.
+LATENCY_BUCKETS_S = (
+    25e-6,
+    50e-6,
+    75e-6,
+    100e-6,
+    150e-6,
+    250e-6,
+    500e-6,
     0.001,
     0.0025,
     0.005,
@@ -23,24 +29,66 @@ _LATENCY_BUCKETS_S = (
     0.025,
     0.05,
     0.1,
-    0.5,
+    0.25,
+    1.0,
 )
 
 
 class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
+        self.rpcs = Counter(
+            "routeiq_rpc_requests",
+            "gRPC calls finished, by method (service/method) and status code",
+            ["method", "code"],
+            registry=self.registry,
+        )
+        self.rpc_seconds = Histogram(
+            "routeiq_rpc_seconds",
+            "Time in the handler per gRPC call (a stream: its whole life)",
+            ["method"],
+            buckets=LATENCY_BUCKETS_S,
+            registry=self.registry,
+        )
+        self.rpc_in_flight = Gauge(
+            "routeiq_rpc_in_flight",
+            "gRPC calls being handled now",
+            ["method"],
+            registry=self.registry,
+        )
         self.decisions = Counter(
             "routeiq_decisions",
-            "Routing decisions answered",
-            ["router", "source"],
+            "Routing decisions answered, by router, router version and source",
+            ["router", "version", "source"],
             registry=self.registry,
         )
         self.decision_seconds = Histogram(
             "routeiq_decision_seconds",
             "Time inside the service per decision",
             ["source"],
-            buckets=_LATENCY_BUCKETS_S,
+            buckets=LATENCY_BUCKETS_S,
+            registry=self.registry,
+        )
+        self.stage_seconds = Histogram(
+            "routeiq_stage_seconds",
+            "Time per decision stage of a learned router: prediction_cache, feature_cache, "
+            "inference (queue wait + job), policy",
+            ["router", "stage"],
+            buckets=LATENCY_BUCKETS_S,
+            registry=self.registry,
+        )
+        self.inference_queue_seconds = Histogram(
+            "routeiq_inference_queue_seconds",
+            "Time a learned-router request waited for its micro-batch job to start",
+            ["router"],
+            buckets=LATENCY_BUCKETS_S,
+            registry=self.registry,
+        )
+        self.fallbacks = Counter(
+            "routeiq_fallbacks",
+            "Decisions the fallback answered because the router could not, by reason: timeout, "
+            "shed, unknown_models, no_featurizer, invalid_choice, strategy_error, error",
+            ["router", "reason"],
             registry=self.registry,
         )
         self.inference_batch = Histogram(
@@ -111,9 +159,26 @@ class Metrics:
             child = self._children[key] = metric.labels(*labels)
         return child
 
-    def observe_decision(self, router: str, source: str, seconds: float) -> None:
-        self._child(self.decisions, router, source).inc()
+    def observe_decision(self, router: str, version: str, source: str, seconds: float) -> None:
+        self._child(self.decisions, router, version, source).inc()
         self._child(self.decision_seconds, source).observe(seconds)
+
+    def observe_stage(self, router: str, stage: str, seconds: float) -> None:
+        self._child(self.stage_seconds, router, stage).observe(seconds)
+
+    def observe_queue_wait(self, router: str, seconds: float) -> None:
+        self._child(self.inference_queue_seconds, router).observe(seconds)
+
+    def count_fallback(self, router: str, reason: str) -> None:
+        self._child(self.fallbacks, router, reason).inc()
+
+    def rpc_started(self, method: str) -> None:
+        self._child(self.rpc_in_flight, method).inc()
+
+    def rpc_finished(self, method: str, code: str, seconds: float) -> None:
+        self._child(self.rpc_in_flight, method).dec()
+        self._child(self.rpcs, method, code).inc()
+        self._child(self.rpc_seconds, method).observe(seconds)
 
     def observe_batch(self, router: str, size: int) -> None:
         self._child(self.inference_batch, router).observe(size)

@@ -213,6 +213,7 @@ class RouterServer:
             auth=self.auth,
             exempt=exempt,
             interceptors=self._interceptors(),
+            metrics=self.metrics,
         )
         self.ext_proc_port = self.port if ext_proc is not None else None
         if ext_proc is not None and ext.port is not None:  # a port of its own
@@ -226,6 +227,7 @@ class RouterServer:
                 auth=self.auth,
                 exempt=exempt,
                 interceptors=self._interceptors(),
+                metrics=self.metrics,
             )
         if self.settings.tls.health_port is not None:  # probes that cannot speak TLS
             self._health_server, self.health_port = build_server(

@@ -80,11 +80,13 @@ class _Item:
     features: Features | None
     future: asyncio.Future[Inference]
     chars: int
+    queued: float  # time.perf_counter() when it joined the queue
 
 
 class InferenceBatcher:
     """Batches ``infer`` calls for one router. ``executor=None`` runs each job inline;
-    ``on_batch`` is told each job's size (for metrics). With ``inline_below_us`` > 0, a job
+    ``on_batch`` is told each job's size and ``on_queue_wait`` each request's seconds in the
+    queue before its job started (for metrics). With ``inline_below_us`` > 0, a job
     runs on the event loop instead of the pool while recent jobs took less than that many
     µs and its texts are short (``INLINE_MAX_CHARS``)."""
 
@@ -98,6 +100,7 @@ class InferenceBatcher:
         max_batch_chars: int = 16_384,
         max_running: int = 1,
         on_batch: Callable[[int], None] | None = None,
+        on_queue_wait: Callable[[float], None] | None = None,
         inline_below_us: float = 0.0,
     ) -> None:
         self._featurizer = featurizer
@@ -105,6 +108,7 @@ class InferenceBatcher:
         self._job_us = math.inf  # moving average of recent job times; unknown before the first
         self._item_us = math.inf  # the same per request of the job
         self._on_batch = on_batch
+        self._on_queue_wait = on_queue_wait
         self._predict = predict
         self._executor = executor
         self._max_batch = max_batch
@@ -138,7 +142,8 @@ class InferenceBatcher:
             )
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Inference] = loop.create_future()
-        self._queue.append(_Item(text, features, future, len(text) if text is not None else 0))
+        chars = len(text) if text is not None else 0
+        self._queue.append(_Item(text, features, future, chars, time.perf_counter()))
         if not self._scheduled:  # dispatch at the end of this loop turn, with its arrivals
             self._scheduled = True
             loop.call_soon(self._dispatch)
@@ -161,6 +166,10 @@ class InferenceBatcher:
             self.items += len(batch)
             if self._on_batch is not None:
                 self._on_batch(len(batch))
+            if self._on_queue_wait is not None:
+                now = time.perf_counter()
+                for item in batch:
+                    self._on_queue_wait(now - item.queued)
             job = self._submit([item.text for item in batch], [item.features for item in batch])
             if job.done():
                 self._settle(batch, job)

@@ -52,7 +52,12 @@ _WARN_EVERY_S = 10.0
 
 
 class _Degraded(Exception):
-    """A learned router could not answer; the message is a short, prompt-free reason."""
+    """A learned router could not answer; the message is a short, prompt-free reason and
+    ``kind`` its class for metrics (``routeiq_fallbacks_total{reason}``)."""
+
+    def __init__(self, message: str, kind: str) -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -283,7 +288,10 @@ class DecisionEngine:
     def _observe(self, decision: Decision) -> Decision:
         if self._metrics is not None:
             self._metrics.observe_decision(
-                decision.router, decision.source.name, decision.latency_us / 1e6
+                decision.router,
+                decision.router_version,
+                decision.source.name,
+                decision.latency_us / 1e6,
             )
         return decision
 
@@ -362,7 +370,7 @@ class DecisionEngine:
         """
         plan = self._plan(router)
         if plan.models and not any(c.name in plan.models for c in req.candidates):
-            raise _Degraded("no candidate is a model this router knows")  # before featurizing
+            raise _Degraded("no candidate is a model this router knows", "unknown_models")
         scope = req.tenant
         if req.embedding is not None:
             digest = vector_digest(req.embedding)
@@ -370,8 +378,7 @@ class DecisionEngine:
             digest = text_digest(req.text())
         pkey, quality = await self._cached_prediction(router, plan, scope, digest)
         if quality is not None and plan.scored is not None:
-            with self._span("routeiq.policy"):
-                return plan.scored.choose_scored(req, quality, health), True
+            return self._policy(router, plan.scored, req, quality, health), True
         features, fkey = await self._cached_features(router, req, scope, digest)
         text = req.text() if features is None else None
         featurizer = router.featurizer
@@ -384,20 +391,21 @@ class DecisionEngine:
             with self._span("routeiq.inference") as span:
                 if span is not None:
                     span.set_attribute("routeiq.featurize", text is not None)
+                start = time.perf_counter()
                 inference = await self._bounded(
                     plan.batcher.infer(text, features, plan.budget_s), what, plan.budget_s
                 )
+                self._stage_done(router, "inference", start)
         except Overloaded as exc:
             if self._metrics is not None:
                 self._metrics.count_shed(router.name)
-            raise _Degraded(str(exc)) from None
+            raise _Degraded(str(exc), "shed") from None
         if fkey and features is None:
             self._cache.put(fkey, inference.features, FEATURES)
         if plan.scored is not None and inference.quality is not None:
             if pkey:
                 self._cache.put(pkey, inference.quality, PREDICTIONS)
-            with self._span("routeiq.policy"):
-                return plan.scored.choose_scored(req, inference.quality, health), False
+            return self._policy(router, plan.scored, req, inference.quality, health), False
         strategy = router.strategy  # a learned strategy without a separate prediction step
         call = functools.partial(strategy.choose, req, inference.features, health)
         if strategy.blocking:
@@ -415,7 +423,9 @@ class DecisionEngine:
             return "", None
         pkey = prediction_key(router.sha256, scope, digest)
         with self._span("routeiq.prediction_cache") as span:
+            start = time.perf_counter()
             quality = await self._cache.get(pkey, PREDICTIONS)
+            self._stage_done(router, "prediction_cache", start)
             if quality is not None and quality.shape != (router.outputs,):
                 quality = None
             if span is not None:
@@ -431,9 +441,31 @@ class DecisionEngine:
             return np.asarray(req.embedding, dtype=np.float32).reshape(1, -1), ""
         featurizer = router.featurizer
         if featurizer is None:
-            raise _Degraded(f"router {router.name!r} has no featurizer")
+            raise _Degraded(f"router {router.name!r} has no featurizer", "no_featurizer")
         fkey = feature_key(featurizer.sha256, scope, digest)
-        return await self._cache.get(fkey, FEATURES), fkey
+        start = time.perf_counter()
+        features = await self._cache.get(fkey, FEATURES)
+        self._stage_done(router, "feature_cache", start)
+        return features, fkey
+
+    def _policy(
+        self,
+        router: LoadedRouter,
+        scored: ScoredStrategy,
+        req: RouteInput,
+        quality: Array,
+        health: HealthCheck,
+    ) -> Choice:
+        """The scored router's policy over its predicted quality (on the event loop)."""
+        with self._span("routeiq.policy"):
+            start = time.perf_counter()
+            choice = scored.choose_scored(req, quality, health)
+            self._stage_done(router, "policy", start)
+            return choice
+
+    def _stage_done(self, router: LoadedRouter, stage: str, start: float) -> None:
+        if self._metrics is not None:
+            self._metrics.observe_stage(router.name, stage, time.perf_counter() - start)
 
     def _plan(self, router: LoadedRouter) -> _Plan:
         key = (router.name, router.version)  # a champion and its challenger plan apart
@@ -453,6 +485,9 @@ class DecisionEngine:
             on_batch=None
             if self._metrics is None
             else functools.partial(self._metrics.observe_batch, router.name),
+            on_queue_wait=None
+            if self._metrics is None
+            else functools.partial(self._metrics.observe_queue_wait, router.name),
         )
         known = frozenset(router.models) | set(router.aliases)
         budget = self.budget_s(router) if self._executor is not None else None
@@ -469,7 +504,7 @@ class DecisionEngine:
         try:
             return await asyncio.wait_for(job, timeout_s)
         except TimeoutError:
-            raise _Degraded(f"{what} over {timeout_s * 1000:.0f} ms") from None
+            raise _Degraded(f"{what} over {timeout_s * 1000:.0f} ms", "timeout") from None
 
     async def _offload(self, call: Callable[[], _T], what: str, router: LoadedRouter) -> _T:
         """Run ``call`` in the executor (inline without one) under the offload timeout."""
@@ -481,7 +516,7 @@ class DecisionEngine:
     @staticmethod
     def _check_choice(req: RouteInput, choice: Choice) -> None:
         if all(c.name != choice.model for c in req.candidates):
-            raise _Degraded(f"strategy chose {choice.model!r}, not a candidate")
+            raise _Degraded(f"strategy chose {choice.model!r}, not a candidate", "invalid_choice")
 
     def _warn_degraded(self, router: str, request_id: str, why: str) -> None:
         """One warning per router and reason every ``_WARN_EVERY_S`` (with how many were held
@@ -513,6 +548,8 @@ class DecisionEngine:
     ) -> Decision:
         why = str(exc) if isinstance(exc, _Degraded | StrategyError) else type(exc).__name__
         self._warn_degraded(router.name, req.request_id, why)
+        if self._metrics is not None:
+            self._metrics.count_fallback(router.name, _fallback_kind(exc))
         choice = self._fallback.choose(req, None, health)
         reason = f"{router.name} failed ({why}); fallback: {choice.reason}"
         return _decision(router, req, choice, Source.FALLBACK, reason=reason, start=start)
@@ -537,6 +574,12 @@ def _decision(
         reason=reason,
         latency_us=_since(start),
     )
+
+
+def _fallback_kind(exc: Exception) -> str:
+    if isinstance(exc, _Degraded):
+        return exc.kind
+    return "strategy_error" if isinstance(exc, StrategyError) else "error"
 
 
 def _since(start_ns: int) -> int:

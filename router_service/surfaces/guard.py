@@ -1,24 +1,27 @@
 """What every call passes before its handler: a body that parses, and (with auth on) a known
-bearer token.
+bearer token; and, with metrics, what every call is counted as (method, status code, time,
+in flight).
 
 gRPC's generated ``add_*_to_server`` functions register typed handlers whose deserializer
 raises on bytes that are not the request message, which the framework answers ``UNKNOWN``.
 :func:`add_guarded` registers the same handlers with a deserializer that turns such bytes into
-a :class:`Malformed` marker, answered ``INVALID_ARGUMENT`` with a short message (a streaming
-handler that reads through ``context.read()`` checks for the marker itself, see ext_proc), and
-with the caller's :class:`Principal` in :data:`CALLER` for the handler. No other wrapping: one
-extra frame per call.
+a :class:`Malformed` marker, answered ``INVALID_ARGUMENT`` with a short message, and with the
+caller's :class:`Principal` in :data:`CALLER` for the handler. With metrics, one more frame
+counts the call (``routeiq_rpc_*``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import inspect
+import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 import grpc
 
 from router_service.errors import Unauthenticated
+from router_service.metrics import Metrics
 from router_service.security.auth import CALLER, TokenAuth
 
 __all__ = ["Malformed", "add_guarded"]
@@ -117,7 +120,50 @@ def _stream_in(behavior: Callable[..., Any], auth: TokenAuth | None) -> Callable
     return unary_out
 
 
-def _guard(handler: Handler, what: str, auth: TokenAuth | None) -> Any:
+def _code(exc: BaseException, context: Ctx) -> str:
+    """The status a call that raised ``exc`` ends with: what ``abort`` set, else CANCELLED for
+    a call the client gave up on, else UNKNOWN (what grpc answers for an exception)."""
+    if isinstance(exc, asyncio.CancelledError):
+        return "CANCELLED"
+    code = context.code()
+    return code.name if isinstance(code, grpc.StatusCode) else "UNKNOWN"
+
+
+def _observed(behavior: Callable[..., Any], method: str, metrics: Metrics) -> Callable[..., Any]:
+    """``behavior`` counted: in flight while it runs, then its status code and time."""
+    if inspect.isasyncgenfunction(behavior):
+
+        async def stream_out(request: Any, context: Ctx) -> AsyncIterator[Any]:
+            metrics.rpc_started(method)
+            start, code = time.perf_counter(), "OK"
+            try:
+                async for item in behavior(request, context):
+                    yield item
+            except BaseException as exc:
+                code = _code(exc, context)
+                raise
+            finally:
+                metrics.rpc_finished(method, code, time.perf_counter() - start)
+
+        return stream_out
+
+    async def unary_out(request: Any, context: Ctx) -> Any:
+        metrics.rpc_started(method)
+        start, code = time.perf_counter(), "OK"
+        try:
+            return await behavior(request, context)
+        except BaseException as exc:
+            code = _code(exc, context)
+            raise
+        finally:
+            metrics.rpc_finished(method, code, time.perf_counter() - start)
+
+    return unary_out
+
+
+def _guard(
+    handler: Handler, what: str, method: str, auth: TokenAuth | None, metrics: Metrics | None
+) -> Any:
     assert handler.request_deserializer is not None  # generated handlers always have one
     parse = _parser(handler.request_deserializer, what)
     kind = (
@@ -129,7 +175,10 @@ def _guard(handler: Handler, what: str, auth: TokenAuth | None) -> Any:
     if not (inspect.iscoroutinefunction(behavior) or inspect.isasyncgenfunction(behavior)):
         return handler  # a synchronous handler: not ours, left as it is
     wrap = _stream_in if handler.request_streaming else _unary_in
-    return handler._replace(request_deserializer=parse, **{kind: wrap(behavior, auth)})  # type: ignore[attr-defined]
+    guarded = wrap(behavior, auth)
+    if metrics is not None:
+        guarded = _observed(guarded, method, metrics)
+    return handler._replace(request_deserializer=parse, **{kind: guarded})  # type: ignore[attr-defined]
 
 
 def _message_name(handler: Handler, fallback: str) -> str:
@@ -139,16 +188,22 @@ def _message_name(handler: Handler, fallback: str) -> str:
 
 
 def add_guarded(
-    add: Callable[[Any], None], server: grpc.aio.Server, auth: TokenAuth | None
+    add: Callable[[Any], None],
+    server: grpc.aio.Server,
+    auth: TokenAuth | None,
+    metrics: Metrics | None = None,
 ) -> list[str]:
-    """Register what ``add(server)`` would, guarded; returns the service names added."""
+    """Register what ``add(server)`` would, guarded (and counted, with ``metrics``); returns
+    the service names added."""
     capture = _Capture()
     add(capture)
     if capture.generic and not capture.services:  # stubs from a grpcio-tools before 1.62
         raise RuntimeError("a service registers only generic handlers; regenerate its stubs")
     for name, handlers in capture.services:
         guarded = {
-            method: _guard(h, _message_name(h, f"{name}/{method} request"), auth)
+            method: _guard(
+                h, _message_name(h, f"{name}/{method} request"), f"{name}/{method}", auth, metrics
+            )
             for method, h in handlers.items()
         }
         server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(name, guarded),))
