@@ -1,8 +1,9 @@
 """Log output: plain text (default) or one JSON object per line (``log_format: json``).
 
 JSON lines carry ``ts`` (UTC, ISO 8601 with milliseconds), ``level``, ``logger``, ``pid``,
-``message``, and the fields a call site attaches with ``extra=`` (``request_id``, ``router``,
-``trace_id`` once tracing lands). Messages never hold prompt text, tokens or keys: the code
+``message``, the fields a call site attaches with ``extra=`` (``request_id``, ``router``), and
+``trace_id`` + ``span_id`` when the line is written inside a recorded span (tracing on), so a log
+line leads to its trace. Messages never hold prompt text, tokens or keys: the code
 that logs never passes them (tests grep every line of a run for a marker prompt).
 """
 
@@ -13,9 +14,11 @@ import logging
 import time
 from typing import Literal
 
+from opentelemetry import trace
+
 __all__ = ["EXTRA_FIELDS", "JsonFormatter", "configure"]
 
-EXTRA_FIELDS = ("request_id", "router", "version", "trace_id")
+EXTRA_FIELDS = ("request_id", "router", "version")
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(process)d %(name)s: %(message)s"
 
 
@@ -33,6 +36,10 @@ class JsonFormatter(logging.Formatter):
             value = getattr(record, name, None)
             if value:
                 doc[name] = value
+        span = trace.get_current_span().get_span_context()
+        if span.is_valid:
+            doc["trace_id"] = f"{span.trace_id:032x}"
+            doc["span_id"] = f"{span.span_id:016x}"
         if record.exc_info:
             doc["exception"] = self.formatException(record.exc_info)
         return json.dumps(doc, ensure_ascii=False)
