@@ -22,6 +22,10 @@ job; so when recent jobs of a router took less than ``inline_below_us`` and the 
 the job runs on the event loop itself (it cannot block it for long), and otherwise in the pool
 under the engine's timeout. Slow featurizers (MiniLM) always use the pool.
 
+With a tracer, each job is a ``routeiq.inference_job`` span (batch size, inline or pool) with
+``routeiq.featurize`` and ``routeiq.model`` children, linked from every request's span in the
+batch; its parent is the first sampled request's span, so a sampled request's trace holds it.
+
 When a batch fails, each of its requests is retried alone, so one input the featurizer cannot
 take fails only its own request (which the engine answers from the fallback).
 
@@ -36,12 +40,15 @@ Nothing is shed before the first job has been timed, nor when nothing is queued 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import math
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -49,12 +56,16 @@ import numpy.typing as npt
 from router_service.featurizers.base import Featurizer
 from router_service.strategies.base import Features
 
+if TYPE_CHECKING:
+    from opentelemetry.trace import Span, SpanContext, Tracer
+
 __all__ = ["Inference", "InferenceBatcher", "Overloaded"]
 
 INLINE_MAX_CHARS = 4096
 """Jobs whose texts add up to more characters than this always go to the pool."""
 
 Predict = Callable[[Features], npt.NDArray[np.float64]]
+_NO_SPAN: AbstractContextManager[Any] = contextlib.nullcontext()
 
 
 class Overloaded(Exception):
@@ -81,6 +92,7 @@ class _Item:
     future: asyncio.Future[Inference]
     chars: int
     queued: float  # time.perf_counter() when it joined the queue
+    context: SpanContext | None = None  # the request's span, with a tracer
 
 
 class InferenceBatcher:
@@ -102,8 +114,10 @@ class InferenceBatcher:
         on_batch: Callable[[int], None] | None = None,
         on_queue_wait: Callable[[float], None] | None = None,
         inline_below_us: float = 0.0,
+        tracer: Tracer | None = None,
     ) -> None:
         self._featurizer = featurizer
+        self._tracer = tracer
         self._inline_below_us = inline_below_us
         self._job_us = math.inf  # moving average of recent job times; unknown before the first
         self._item_us = math.inf  # the same per request of the job
@@ -143,7 +157,10 @@ class InferenceBatcher:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Inference] = loop.create_future()
         chars = len(text) if text is not None else 0
-        self._queue.append(_Item(text, features, future, chars, time.perf_counter()))
+        item = _Item(text, features, future, chars, time.perf_counter())
+        if self._tracer is not None:
+            item.context = _current_span_context()
+        self._queue.append(item)
         if not self._scheduled:  # dispatch at the end of this loop turn, with its arrivals
             self._scheduled = True
             loop.call_soon(self._dispatch)
@@ -170,7 +187,11 @@ class InferenceBatcher:
                 now = time.perf_counter()
                 for item in batch:
                     self._on_queue_wait(now - item.queued)
-            job = self._submit([item.text for item in batch], [item.features for item in batch])
+            span = None if self._tracer is None else self._job_span(batch)
+            texts, rows = [item.text for item in batch], [item.features for item in batch]
+            job = self._submit(texts, rows, span)
+            if span is not None:
+                _end_with(span, job)
             if job.done():
                 self._settle(batch, job)
                 continue
@@ -192,13 +213,17 @@ class InferenceBatcher:
         self._queue = waiting[size:]
         return waiting[:size]
 
-    def _submit(self, texts: list[str | None], rows: list[Features | None]) -> Job:
+    def _submit(
+        self, texts: list[str | None], rows: list[Features | None], span: Span | None
+    ) -> Job:
         if self._executor is None or self._inline(texts):
             self.inline_jobs += 1
-            return _completed(functools.partial(self._run, texts, rows))
+            if span is not None:
+                span.set_attribute("routeiq.inline", True)
+            return _completed(functools.partial(self._run, texts, rows, span))
         try:
             return asyncio.get_running_loop().run_in_executor(
-                self._executor, self._run, texts, rows
+                self._executor, self._run, texts, rows, span
             )
         except RuntimeError as exc:  # the pool is shut down: the server is stopping
             return _completed(functools.partial(_reraise, exc))
@@ -235,14 +260,41 @@ class InferenceBatcher:
             else:
                 item.future.set_exception(result or RuntimeError("inference job failed"))
 
+    def _job_span(self, batch: list[_Item]) -> Span:
+        """A job's span: a child of the first sampled request's span, linked from them all."""
+        from opentelemetry import context, trace  # noqa: PLC0415 - tracing on only
+
+        assert self._tracer is not None
+        contexts = [i.context for i in batch if i.context is not None and i.context.is_valid]
+        parent = next((c for c in contexts if c.trace_flags.sampled), None)
+        ctx = (
+            context.Context()
+            if parent is None
+            else trace.set_span_in_context(trace.NonRecordingSpan(parent))
+        )
+        return self._tracer.start_span(
+            "routeiq.inference_job",
+            context=ctx,
+            links=[trace.Link(c) for c in contexts],
+            attributes={"routeiq.batch_size": len(batch), "routeiq.inline": False},
+        )
+
+    def _stage(self, job: Span | None, name: str) -> AbstractContextManager[Any]:
+        """A span under the job's (in the pool thread); a shared no-op without a tracer."""
+        if job is None or self._tracer is None:
+            return _NO_SPAN
+        from opentelemetry import trace  # noqa: PLC0415 - tracing on only
+
+        return self._tracer.start_as_current_span(name, context=trace.set_span_in_context(job))
+
     def _run(
-        self, texts: Sequence[str | None], rows: Sequence[Features | None]
+        self, texts: Sequence[str | None], rows: Sequence[Features | None], span: Span | None = None
     ) -> list[Inference | Exception]:
         """The job (in a pool thread). When the batch fails and has several requests, each is
         retried alone, so one bad input fails only its own request."""
         started = time.perf_counter()
         try:
-            return list(self._run_batch(texts, rows))
+            return list(self._run_batch(texts, rows, span))
         except Exception as exc:
             if len(texts) == 1:
                 raise
@@ -252,7 +304,7 @@ class InferenceBatcher:
         out: list[Inference | Exception] = []
         for text, row in zip(texts, rows, strict=True):
             try:
-                out += self._run_batch([text], [row])
+                out += self._run_batch([text], [row], span)
             except Exception as exc:  # this request's own failure
                 out.append(exc)
         if all(isinstance(r, Exception) for r in out):
@@ -260,7 +312,7 @@ class InferenceBatcher:
         return out
 
     def _run_batch(
-        self, texts: Sequence[str | None], rows: Sequence[Features | None]
+        self, texts: Sequence[str | None], rows: Sequence[Features | None], span: Span | None
     ) -> list[Inference]:
         """Featurize the texts, stack all rows, predict once."""
         todo = [i for i, t in enumerate(texts) if t is not None]
@@ -270,10 +322,14 @@ class InferenceBatcher:
             if featurizer is None:
                 raise RuntimeError("text given to a router without a featurizer")
             texts_todo = [texts[i] or "" for i in todo]
-            made = dict(zip(todo, self._featurize(featurizer, texts_todo), strict=True))
+            with self._stage(span, "routeiq.featurize"):
+                made = dict(zip(todo, self._featurize(featurizer, texts_todo), strict=True))
         X = np.vstack([made[i] if i in made else _row(rows[i]) for i in range(len(texts))])
         X = np.ascontiguousarray(X, dtype=np.float32)
-        quality = self._predict(X) if self._predict is not None else None
+        quality = None
+        if self._predict is not None:
+            with self._stage(span, "routeiq.model"):
+                quality = self._predict(X)
         if quality is not None and quality.shape[0] != len(texts):
             raise ValueError(f"router gave {quality.shape[0]} rows for {len(texts)} inputs")
         return [
@@ -295,6 +351,28 @@ def _row(features: Features | None) -> Features:
     if features is None:
         raise ValueError("an input has neither text nor features")
     return features
+
+
+def _current_span_context() -> SpanContext:
+    from opentelemetry import trace  # noqa: PLC0415 - tracing on only
+
+    return trace.get_current_span().get_span_context()
+
+
+def _end_with(span: Span, job: Job) -> None:
+    """End ``span`` when ``job`` is done (now, for a job that ran inline)."""
+
+    def end(done: Job) -> None:
+        if done.cancelled() or done.exception() is not None:
+            from opentelemetry.trace import StatusCode  # noqa: PLC0415 - tracing on only
+
+            span.set_status(StatusCode.ERROR)
+        span.end()
+
+    if job.done():
+        end(job)
+    else:
+        job.add_done_callback(end)
 
 
 def _reraise(exc: Exception) -> list[Inference | Exception]:

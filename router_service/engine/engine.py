@@ -443,9 +443,12 @@ class DecisionEngine:
         if featurizer is None:
             raise _Degraded(f"router {router.name!r} has no featurizer", "no_featurizer")
         fkey = feature_key(featurizer.sha256, scope, digest)
-        start = time.perf_counter()
-        features = await self._cache.get(fkey, FEATURES)
-        self._stage_done(router, "feature_cache", start)
+        with self._span("routeiq.feature_cache") as span:
+            start = time.perf_counter()
+            features = await self._cache.get(fkey, FEATURES)
+            self._stage_done(router, "feature_cache", start)
+            if span is not None:
+                span.set_attribute("routeiq.cache_hit", features is not None)
         return features, fkey
 
     def _policy(
@@ -488,6 +491,7 @@ class DecisionEngine:
             on_queue_wait=None
             if self._metrics is None
             else functools.partial(self._metrics.observe_queue_wait, router.name),
+            tracer=self._tracer,
         )
         known = frozenset(router.models) | set(router.aliases)
         budget = self.budget_s(router) if self._executor is not None else None

@@ -68,7 +68,17 @@ async def test_spans_continue_the_callers_trace_with_stage_children(
         assert ("routeiq.prediction_cache", route.context.span_id) in stages
         assert ("routeiq.policy", route.context.span_id) in stages
     assert ("routeiq.inference", miss.context.span_id) in stages
+    assert ("routeiq.feature_cache", miss.context.span_id) in stages
     assert ("routeiq.inference", hit.context.span_id) not in stages
+    # the micro-batch job: a child of the request's inference span, linked from it, with the
+    # featurizer and the model under it
+    (inference,) = by_name["routeiq.inference"]
+    (job,) = by_name["routeiq.inference_job"]
+    assert job.parent.span_id == inference.context.span_id
+    assert [link.context.span_id for link in job.links] == [inference.context.span_id]
+    assert job.attributes["routeiq.batch_size"] == 1
+    assert ("routeiq.featurize", job.context.span_id) in stages
+    assert ("routeiq.model", job.context.span_id) in stages
     cache_hits = [s.attributes["routeiq.cache_hit"] for s in by_name["routeiq.prediction_cache"]]
     assert sorted(cache_hits) == [False, True]
     for span in spans:
@@ -106,3 +116,39 @@ def test_each_exporter_setting_builds_its_exporter() -> None:
     assert isinstance(_exporter(TracingSettings(exporter="console")), ConsoleSpanExporter)
     for exporter in (grpc_exporter, http_exporter):
         exporter.shutdown()
+
+
+async def test_one_job_span_is_linked_from_every_request_of_its_batch(
+    default_bundle: Path, make_settings: Callable[..., Settings]
+) -> None:
+    """A RouteBatch of three new prompts is inferred in one micro-batch job: one job span,
+    linked from the three requests' inference spans."""
+    exporter = InMemorySpanExporter()
+    server = RouterServer(make_settings(bundles=[str(default_bundle)]), span_exporter=exporter)
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            stub = pb_grpc.RouterStub(channel)
+            batch = pb.RouteBatchRequest(
+                requests=[
+                    pb.RouteRequest(
+                        prompt=f"question number {i}: what is {i} + {i}?",
+                        candidates=[
+                            pb.Candidate(name="llama-3.1-8b-instruct"),
+                            pb.Candidate(name="llama-3.1-nemotron-51b-instruct"),
+                        ],
+                    )
+                    for i in range(3)
+                ]
+            )
+            answers = await stub.RouteBatch(batch, timeout=10)
+    finally:
+        await server.stop(0)
+    assert [a.source for a in answers.responses] == [pb.MODEL] * 3
+    spans = exporter.get_finished_spans()
+    inference = {s.context.span_id for s in spans if s.name == "routeiq.inference"}
+    jobs = [s for s in spans if s.name == "routeiq.inference_job"]
+    assert len(inference) == 3
+    assert len(jobs) == 1, [j.attributes for j in jobs]
+    assert jobs[0].attributes["routeiq.batch_size"] == 3
+    assert {link.context.span_id for link in jobs[0].links} == inference
