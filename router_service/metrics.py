@@ -10,7 +10,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
-__all__ = ["Metrics"]
+__all__ = ["Metrics", "RpcMetrics"]
 
 # Resolve 50 µs to 100 ms: a cache hit takes tens of µs inside the service, a miss about a
 # millisecond, a MiniLM featurizer tens of milliseconds.
@@ -149,6 +149,7 @@ class Metrics:
         )
 
         self._children: dict[tuple[Any, ...], Any] = {}
+        self._rpc: dict[str, RpcMetrics] = {}
 
     def _child(self, metric: Any, *labels: str) -> Any:
         """``metric.labels(*labels)``, memoized: the lookup costs more than the increment,
@@ -172,13 +173,13 @@ class Metrics:
     def count_fallback(self, router: str, reason: str) -> None:
         self._child(self.fallbacks, router, reason).inc()
 
-    def rpc_started(self, method: str) -> None:
-        self._child(self.rpc_in_flight, method).inc()
-
-    def rpc_finished(self, method: str, code: str, seconds: float) -> None:
-        self._child(self.rpc_in_flight, method).dec()
-        self._child(self.rpcs, method, code).inc()
-        self._child(self.rpc_seconds, method).observe(seconds)
+    def rpc(self, method: str) -> RpcMetrics:
+        """The counters of one gRPC method, resolved once (when its handler is registered; a
+        method served on several ports shares them)."""
+        rpc = self._rpc.get(method)
+        if rpc is None:
+            rpc = self._rpc[method] = RpcMetrics(self, method)
+        return rpc
 
     def observe_batch(self, router: str, size: int) -> None:
         self._child(self.inference_batch, router).observe(size)
@@ -220,3 +221,26 @@ class Metrics:
         """Current value of one sample (0 when absent); for tests and summaries."""
         value = self.registry.get_sample_value(name, labels or {})
         return 0.0 if value is None else value
+
+
+class RpcMetrics:
+    """One method's call metrics. Calls in flight are a plain int read at scrape time (the
+    event loop is the only writer); per call that leaves one counter and one histogram."""
+
+    __slots__ = ("_by_code", "_method", "_rpcs", "_seconds", "in_flight")
+
+    def __init__(self, metrics: Metrics, method: str) -> None:
+        self.in_flight = 0
+        self._method = method
+        self._rpcs = metrics.rpcs
+        self._by_code: dict[str, Any] = {}
+        self._seconds = metrics.rpc_seconds.labels(method)
+        metrics.rpc_in_flight.labels(method).set_function(lambda: self.in_flight)
+
+    def finished(self, code: str, seconds: float) -> None:
+        self.in_flight -= 1
+        counter = self._by_code.get(code)
+        if counter is None:
+            counter = self._by_code[code] = self._rpcs.labels(self._method, code)
+        counter.inc()
+        self._seconds.observe(seconds)

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 import grpc
 
 from router_service.errors import Unauthenticated
-from router_service.metrics import Metrics
+from router_service.metrics import Metrics, RpcMetrics
 from router_service.security.auth import CALLER, TokenAuth
 
 __all__ = ["Malformed", "add_guarded"]
@@ -129,12 +129,12 @@ def _code(exc: BaseException, context: Ctx) -> str:
     return code.name if isinstance(code, grpc.StatusCode) else "UNKNOWN"
 
 
-def _observed(behavior: Callable[..., Any], method: str, metrics: Metrics) -> Callable[..., Any]:
+def _observed(behavior: Callable[..., Any], rpc: RpcMetrics) -> Callable[..., Any]:
     """``behavior`` counted: in flight while it runs, then its status code and time."""
     if inspect.isasyncgenfunction(behavior):
 
         async def stream_out(request: Any, context: Ctx) -> AsyncIterator[Any]:
-            metrics.rpc_started(method)
+            rpc.in_flight += 1
             start, code = time.perf_counter(), "OK"
             try:
                 async for item in behavior(request, context):
@@ -143,12 +143,12 @@ def _observed(behavior: Callable[..., Any], method: str, metrics: Metrics) -> Ca
                 code = _code(exc, context)
                 raise
             finally:
-                metrics.rpc_finished(method, code, time.perf_counter() - start)
+                rpc.finished(code, time.perf_counter() - start)
 
         return stream_out
 
     async def unary_out(request: Any, context: Ctx) -> Any:
-        metrics.rpc_started(method)
+        rpc.in_flight += 1
         start, code = time.perf_counter(), "OK"
         try:
             return await behavior(request, context)
@@ -156,7 +156,7 @@ def _observed(behavior: Callable[..., Any], method: str, metrics: Metrics) -> Ca
             code = _code(exc, context)
             raise
         finally:
-            metrics.rpc_finished(method, code, time.perf_counter() - start)
+            rpc.finished(code, time.perf_counter() - start)
 
     return unary_out
 
@@ -177,7 +177,7 @@ def _guard(
     wrap = _stream_in if handler.request_streaming else _unary_in
     guarded = wrap(behavior, auth)
     if metrics is not None:
-        guarded = _observed(guarded, method, metrics)
+        guarded = _observed(guarded, metrics.rpc(method))
     return handler._replace(request_deserializer=parse, **{kind: guarded})  # type: ignore[attr-defined]
 
 
