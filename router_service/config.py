@@ -203,12 +203,39 @@ class TracingSettings(_Section):
     service_name: str = "routeiq-router"
 
 
+class EventsSettings(_Section):
+    """Decision events (every decision and outcome report) for the closed loop; see
+    :mod:`router_service.telemetry.events`."""
+
+    enabled: bool = True
+    store: Literal["auto", "jsonl", "redis"] = Field(
+        "auto", description="auto: the Redis stream when cache.redis.url is set, else JSONL"
+    )
+    path: Path = Path("var/events.jsonl")
+    max_bytes: int = Field(64 * 1024 * 1024, ge=1024, description="rotate the file past this")
+    keep: int = Field(5, ge=0, description="rotated files kept (events.jsonl.1 … .N)")
+    redis_stream: str = "routeiq:events"
+    redis_maxlen: int = Field(1_000_000, ge=1000, description="XADD MAXLEN ~ (approximate)")
+    buffer: int = Field(50_000, ge=1, description="events waiting to be written; past it, dropped")
+    hash_key_file: Path = Field(
+        Path("var/prompt-hash.key"),
+        description="key of the prompt hash (hex; created when missing); share it across "
+        "replicas so their hashes join",
+    )
+
+
 class TelemetrySettings(_Section):
-    """Where outcome reports and shadow decisions go (JSONL files, one object per line)."""
+    """Where outcome reports, shadow decisions and decision events go."""
 
     outcomes_path: Path = Path("var/outcomes.jsonl")
     shadow_path: Path = Path("var/shadow.jsonl")
     tracing: TracingSettings = TracingSettings()
+    events: EventsSettings = EventsSettings()
+    retain_prompts: bool = Field(
+        False,
+        description="write prompt text into decision events (to train on your own traffic); "
+        "a privacy choice, off by default",
+    )
     queue_size: int = Field(10_000, ge=1)
 
 

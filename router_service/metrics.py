@@ -148,6 +148,17 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.events_written = Counter(
+            "routeiq_events_written",
+            "Decision and outcome events written, by store (jsonl, redis)",
+            ["store"],
+            registry=self.registry,
+        )
+        self.events_dropped = Counter(
+            "routeiq_events_dropped",
+            "Decision and outcome events dropped: the buffer was full or the store failed",
+            registry=self.registry,
+        )
         self._children: dict[tuple[Any, ...], Any] = {}
         self._rpc: dict[str, RpcMetrics] = {}
 

@@ -23,10 +23,12 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2
+from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.cluster import RedisCluster as SyncRedisCluster
 
 from router_service.bundles.registry import RouterRegistry
 from router_service.cache.codec import FEATURES, PREDICTIONS
@@ -34,10 +36,10 @@ from router_service.cache.lru import LruCache
 from router_service.cache.redis_tier import RedisTier
 from router_service.cache.tiered import TieredCache
 from router_service.config import RedisSettings, Settings
-from router_service.domain import Decision, RouteInput
+from router_service.domain import Decision, Outcome, RouteInput
 from router_service.engine.engine import DecisionEngine
 from router_service.engine.health import ModelHealth
-from router_service.errors import Overloaded
+from router_service.errors import ConfigError, Overloaded
 from router_service.grpc_server import Service, build_server
 from router_service.metrics import Metrics
 from router_service.proto import SERVICE_NAME, pb_grpc
@@ -48,6 +50,13 @@ from router_service.security.tls import CertificateFiles
 from router_service.strategies.registry import StrategyRegistry
 from router_service.surfaces.ext_proc import EXT_PROC_SERVICE_NAME, ExtProcServicer
 from router_service.surfaces.router_api import RouterServicer
+from router_service.telemetry.events import (
+    DecisionEvents,
+    EventStore,
+    JsonlStore,
+    RedisStreamStore,
+    load_or_create_key,
+)
 from router_service.telemetry.outcomes import JsonlOutcomeSink, JsonlSink
 from router_service.telemetry.shadow import shadow_record
 from router_service.telemetry.tracing import Tracing
@@ -65,6 +74,13 @@ def redis_client(cfg: RedisSettings) -> Redis | RedisCluster:
     """A client that fails fast (no retries; the tier's breaker decides when to try again)."""
     if cfg.url is None:
         raise ValueError("redis url is not set")
+    kwargs = _redis_kwargs(cfg)
+    if cfg.cluster:
+        return RedisCluster.from_url(cfg.url, retry=Retry(NoBackoff(), 0), **kwargs)
+    return Redis.from_url(cfg.url, retry=Retry(NoBackoff(), 0), **kwargs)
+
+
+def _redis_kwargs(cfg: RedisSettings) -> dict[str, Any]:
     kwargs: dict[str, Any] = {
         "socket_timeout": max(cfg.timeout_ms, cfg.write_timeout_ms) / 1000 * 2,
         "socket_connect_timeout": cfg.connect_timeout_ms / 1000,
@@ -74,16 +90,60 @@ def redis_client(cfg: RedisSettings) -> Redis | RedisCluster:
         kwargs["username"] = cfg.username
     if cfg.password is not None:
         kwargs["password"] = cfg.password
-    if cfg.tls or cfg.url.startswith("rediss://"):
+    if cfg.tls or (cfg.url or "").startswith("rediss://"):
         kwargs |= {
             "ssl": True,
             "ssl_ca_certs": _str(cfg.tls_ca_file),
             "ssl_certfile": _str(cfg.tls_cert_file),
             "ssl_keyfile": _str(cfg.tls_key_file),
         }
-    if cfg.cluster:
-        return RedisCluster.from_url(cfg.url, retry=Retry(NoBackoff(), 0), **kwargs)
-    return Redis.from_url(cfg.url, retry=Retry(NoBackoff(), 0), **kwargs)
+    return kwargs
+
+
+def build_events(settings: Settings, metrics: Metrics) -> DecisionEvents:
+    """Decision events to a Redis stream (``store: redis``, or ``auto`` with Redis configured),
+    else to a rotated JSONL file. The stream's client is a blocking one: it is only used from
+    the writer's worker thread."""
+    cfg, redis_cfg = settings.telemetry.events, settings.cache.redis
+    store: EventStore
+    if cfg.store == "redis" or (cfg.store == "auto" and redis_cfg.url is not None):
+        if redis_cfg.url is None:
+            raise ConfigError("telemetry.events.store is redis, but cache.redis.url is not set")
+        kwargs = _redis_kwargs(redis_cfg) | {"socket_timeout": 5.0}
+        client = (
+            SyncRedisCluster.from_url(redis_cfg.url, **kwargs)
+            if redis_cfg.cluster
+            else SyncRedis.from_url(redis_cfg.url, **kwargs)
+        )
+        store = RedisStreamStore(client, cfg.redis_stream, cfg.redis_maxlen)
+    else:
+        store = JsonlStore(Path(cfg.path), cfg.max_bytes, cfg.keep)
+    written = metrics.events_written.labels(store.name)
+    return DecisionEvents(
+        store,
+        hash_key=load_or_create_key(Path(cfg.hash_key_file)),
+        retain_prompts=settings.telemetry.retain_prompts,
+        buffer=cfg.buffer,
+        on_dropped=metrics.events_dropped.inc,
+        on_written=written.inc,
+    )
+
+
+class _Outcomes:
+    """Outcome reports to their JSONL file (a full queue is ``RESOURCE_EXHAUSTED``) and, once
+    accepted, to the decision events."""
+
+    def __init__(self, sink: JsonlOutcomeSink, events: DecisionEvents | None) -> None:
+        self._sink = sink
+        self._events = events
+
+    def submit(self, outcome: Outcome) -> None:
+        self._sink.submit(outcome)
+        if self._events is not None:
+            self._events.record_outcome(outcome)
+
+    async def close(self) -> None:
+        await self._sink.close()
 
 
 def _str(value: object) -> str | None:
@@ -122,6 +182,7 @@ def build_engine(
     metrics: Metrics | None = None,
     *,
     on_shadow: Callable[[RouteInput, Decision, Decision], None] | None = None,
+    on_decision: Callable[[RouteInput, Decision, str], None] | None = None,
     tracer: Tracer | None = None,
 ) -> DecisionEngine:
     return DecisionEngine(
@@ -140,6 +201,7 @@ def build_engine(
         inline_below_us=settings.engine.inline_below_us,
         metrics=metrics,
         on_shadow=on_shadow,
+        on_decision=on_decision,
         shadow_budget_s=settings.registry.shadow_budget_ms / 1000,
         shadow_max_in_flight=settings.registry.shadow_max_in_flight,
         tracer=tracer,
@@ -168,6 +230,9 @@ class RouterServer:
         self.shadows = JsonlSink(
             Path(settings.telemetry.shadow_path), settings.telemetry.queue_size
         )
+        self.events = (
+            build_events(settings, self.metrics) if settings.telemetry.events.enabled else None
+        )
         self.engine = build_engine(
             settings,
             self.registry,
@@ -175,6 +240,7 @@ class RouterServer:
             self.cache,
             self.metrics,
             on_shadow=self._record_shadow,
+            on_decision=None if self.events is None else self.events.record,
             tracer=None if self.tracing is None else self.tracing.tracer,
         )
         self.routers = RouterRegistry(settings, self.registry, self.engine.install, self.metrics)
@@ -193,7 +259,9 @@ class RouterServer:
     async def start(self) -> int:
         cfg, ext = self.settings.server, self.settings.ext_proc
         router = RouterServicer(
-            self.engine, self.outcomes, RateLimiter.from_settings(self.settings.rate_limits)
+            self.engine,
+            _Outcomes(self.outcomes, self.events),
+            RateLimiter.from_settings(self.settings.rate_limits),
         )
         services: list[Service] = [
             (SERVICE_NAME, functools.partial(pb_grpc.add_RouterServicer_to_server, router))
@@ -240,6 +308,8 @@ class RouterServer:
             )
         self.outcomes.start()
         self.shadows.start()
+        if self.events is not None:
+            self.events.start()
         if self.cache.redis is not None:
             await self.cache.redis.warm()
         if self.settings.metrics.port is not None:
@@ -292,6 +362,8 @@ class RouterServer:
         await self.routers.close()
         await self.outcomes.close()
         await self.shadows.close()
+        if self.events is not None:
+            await self.events.close()
         await self.cache.close()
         if self.tracing is not None:
             await asyncio.to_thread(self.tracing.shutdown)  # flush the last spans

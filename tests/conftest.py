@@ -28,6 +28,11 @@ def make_settings(tmp_path: Path) -> Callable[..., Settings]:
         server = {"port": 0, "grace_period_s": 2.0, **overrides.pop("server", {})}
         telemetry = {
             "outcomes_path": str(tmp_path / "outcomes.jsonl"),
+            "shadow_path": str(tmp_path / "shadow.jsonl"),
+            "events": {
+                "path": str(tmp_path / "events.jsonl"),
+                "hash_key_file": str(tmp_path / "prompt-hash.key"),
+            },
             **overrides.pop("telemetry", {}),
         }
         return load_settings(server=server, telemetry=telemetry, **overrides)

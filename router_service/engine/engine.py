@@ -84,7 +84,8 @@ class DecisionEngine:
     recent jobs took less than ``inline_below_us`` run on the event loop (0 = always in the
     executor). A router with a rollout (see :class:`RolloutPlan`) answers from its canary
     challenger for the requests in its share; a shadow challenger decides in the background and
-    its decision goes to ``on_shadow`` with the answer's, never to the caller.
+    its decision goes to ``on_shadow`` with the answer's, never to the caller. Every answered
+    decision goes to ``on_decision`` (with the side that answered), which must not block.
     """
 
     def __init__(
@@ -103,6 +104,7 @@ class DecisionEngine:
         max_running: int = 1,
         inline_below_us: float = 0.0,
         on_shadow: Callable[[RouteInput, Decision, Decision], None] | None = None,
+        on_decision: Callable[[RouteInput, Decision, str], None] | None = None,
         shadow_budget_s: float = 0.05,
         shadow_max_in_flight: int = 64,
         tracer: Tracer | None = None,
@@ -123,6 +125,7 @@ class DecisionEngine:
         self._inline_below_us = inline_below_us
         self._plans: dict[tuple[str, str], _Plan] = {}
         self._on_shadow = on_shadow
+        self._on_decision = on_decision
         self._shadow_budget_s = shadow_budget_s
         self._shadow_max_in_flight = shadow_max_in_flight
         self._shadows: set[asyncio.Task[None]] = set()
@@ -210,6 +213,8 @@ class DecisionEngine:
         decision = await self._decide(router, req, start)
         if shadow is not None:
             self._shadow(shadow, req, decision)
+        if self._on_decision is not None:
+            self._on_decision(req, decision, self._side(router))
         return self._observe(decision)
 
     async def route_batch(self, reqs: Sequence[RouteInput]) -> list[Decision]:
@@ -232,10 +237,16 @@ class DecisionEngine:
         decisions = await asyncio.gather(
             *(self._decide(r, q, start) for (r, _), q in zip(sides, reqs, strict=True))
         )
-        for (_, shadow), req, decision in zip(sides, reqs, decisions, strict=True):
+        for (router, shadow), req, decision in zip(sides, reqs, decisions, strict=True):
             if shadow is not None:
                 self._shadow(shadow, req, decision)
+            if self._on_decision is not None:
+                self._on_decision(req, decision, self._side(router))
         return [self._observe(d) for d in decisions]
+
+    def _side(self, router: LoadedRouter) -> str:
+        """``champion``, or ``canary`` when a rollout's challenger answered."""
+        return "champion" if self.table.routers.get(router.name) is router else "canary"
 
     def _shadow(self, challenger: LoadedRouter, req: RouteInput, answer: Decision) -> None:
         """Let a shadow challenger decide ``req`` in the background (never delaying the

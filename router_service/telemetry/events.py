@@ -1,0 +1,314 @@
+"""Decision events: every answered decision (cache hits and fallbacks included) and every
+outcome report, recorded off the answer's path for the closed loop (train on your own traffic).
+
+:meth:`DecisionEvents.record` only appends the request and its decision to a bounded buffer; when
+the buffer is full the event is dropped and counted (``routeiq_events_dropped_total``), never
+waited for. A writer task takes what has accumulated, turns it into JSON lines in a worker
+thread and hands them to the store:
+
+* :class:`JsonlStore`: a local file with size-based rotation (``events.jsonl``, ``.1`` … ``.N``);
+* :class:`RedisStreamStore`: a Redis stream (``XADD … MAXLEN ~``) many replicas share.
+
+A decision event, one JSON object (no prompt text unless ``retain_prompts`` is on)::
+
+    {"type": "decision", "ts": 1796170000.123456, "request_id": "r1", "router": "knn",
+     "version": "3", "side": "champion", "tenant": "acme", "labels": {...},
+     "candidates": [{"name": "a", "input_price": 0.15, "output_price": 0.6}, ...],
+     "model": "a", "source": "MODEL", "latency_us": 412, "cost_weight": null,
+     "scores": [{"model": "a", "score": 0.71, "quality": 0.74, "cost": 0.375}, ...],
+     "prompt_hash": "…32 hex…"}
+
+``prompt_hash`` is a keyed BLAKE2b of the normalized prompt (lower case, whitespace collapsed):
+the same prompt hashes alike across replicas sharing the key, and the hash cannot be reversed
+by trying likely prompts without the key. An outcome event is the ``ReportOutcome`` record with
+``"type": "outcome"``; both join by ``request_id``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import hashlib
+import json
+import logging
+import os
+import re
+import secrets
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+from router_service.domain import Decision, Outcome, RouteInput
+
+__all__ = [
+    "DecisionEvents",
+    "EventStore",
+    "JsonlStore",
+    "RedisStreamStore",
+    "load_or_create_key",
+    "prompt_hash",
+]
+
+log = logging.getLogger(__name__)
+
+_SPACES = re.compile(r"\s+")
+_Event = tuple[float, RouteInput, Decision, str] | tuple[float, Outcome]
+
+
+class EventStore(Protocol):
+    """Where event lines go; called from a worker thread, one batch at a time."""
+
+    name: str
+
+    def write(self, lines: list[str]) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def load_or_create_key(path: Path) -> bytes:
+    """The prompt-hash key in ``path`` (hex), created (mode 0600) when missing."""
+    try:
+        return bytes.fromhex(path.read_text().strip())
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_bytes(32)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(key.hex() + "\n")
+    try:
+        os.link(tmp, path)  # atomic, and fails if another process created the key first
+    except FileExistsError:
+        return bytes.fromhex(path.read_text().strip())
+    finally:
+        tmp.unlink()
+    return key
+
+
+def prompt_hash(key: bytes, text: str) -> str:
+    normalized = _SPACES.sub(" ", text).strip().lower()
+    return hashlib.blake2b(normalized.encode(), key=key, digest_size=16).hexdigest()
+
+
+class JsonlStore:
+    """Appends lines to ``path``; past ``max_bytes`` the file becomes ``path.1`` (older files
+    shift up to ``path.keep``, the oldest is deleted) and a new one starts."""
+
+    name = "jsonl"
+
+    def __init__(self, path: Path, max_bytes: int, keep: int) -> None:
+        self.path = path
+        self._max_bytes = max_bytes
+        self._keep = keep
+        self._size: int | None = None
+
+    def write(self, lines: list[str]) -> None:
+        data = ("\n".join(lines) + "\n").encode()
+        if self._size is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._size = self.path.stat().st_size if self.path.exists() else 0
+        if self._size and self._size + len(data) > self._max_bytes:
+            self._rotate()
+        with self.path.open("ab") as fh:
+            fh.write(data)
+        self._size += len(data)
+
+    def _rotate(self) -> None:
+        oldest = self.path.with_name(f"{self.path.name}.{self._keep}")
+        oldest.unlink(missing_ok=True)
+        for i in range(self._keep - 1, 0, -1):
+            older = self.path.with_name(f"{self.path.name}.{i}")
+            if older.exists():
+                older.rename(self.path.with_name(f"{self.path.name}.{i + 1}"))
+        if self._keep > 0:
+            self.path.rename(self.path.with_name(f"{self.path.name}.1"))
+        else:
+            self.path.unlink()
+        self._size = 0
+
+    def close(self) -> None:
+        pass
+
+
+class RedisStreamStore:
+    """``XADD stream MAXLEN ~ maxlen * e <line>`` per event, pipelined per batch."""
+
+    name = "redis"
+
+    def __init__(self, client: Any, stream: str, maxlen: int) -> None:
+        self._client = client
+        self.stream = stream
+        self._maxlen = maxlen
+
+    def write(self, lines: list[str]) -> None:
+        pipe = self._client.pipeline(transaction=False)
+        for line in lines:
+            pipe.xadd(self.stream, {"e": line}, maxlen=self._maxlen, approximate=True)
+        pipe.execute()
+
+    def close(self) -> None:
+        self._client.close()
+
+
+class DecisionEvents:
+    """The bounded buffer, the writer task and the store (see the module's doc)."""
+
+    def __init__(
+        self,
+        store: EventStore,
+        *,
+        hash_key: bytes,
+        retain_prompts: bool = False,
+        buffer: int = 50_000,
+        batch: int = 2_000,
+        on_dropped: Callable[[int], None] | None = None,
+        on_written: Callable[[int], None] | None = None,
+    ) -> None:
+        self.store = store
+        self._key = hash_key
+        self._retain = retain_prompts
+        self._buffer: collections.deque[_Event] = collections.deque()
+        self._max = buffer
+        self._batch = batch
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        self._writing = False
+        self._on_dropped = on_dropped
+        self._on_written = on_written
+        self.dropped = 0
+        self.written = 0
+
+    # -- the answer's path: append or drop, nothing else -----------------------------------
+    def record(self, req: RouteInput, decision: Decision, side: str) -> None:
+        if len(self._buffer) >= self._max:
+            self._drop()
+            return
+        self._buffer.append((time.time(), req, decision, side))
+        if not self._wake.is_set():
+            self._wake.set()
+
+    def record_outcome(self, outcome: Outcome) -> None:
+        if len(self._buffer) >= self._max:
+            self._drop()
+            return
+        self._buffer.append((time.time(), outcome))
+        if not self._wake.is_set():
+            self._wake.set()
+
+    def _drop(self) -> None:
+        self.dropped += 1
+        if self._on_dropped is not None:
+            self._on_dropped(1)
+
+    # -- the writer ----------------------------------------------------------------------
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="decision-events")
+
+    async def _run(self) -> None:
+        while not self._closing or self._buffer:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._buffer:
+                await self._write_some()
+
+    async def _write_some(self) -> None:
+        n = min(len(self._buffer), self._batch)
+        events = [self._buffer.popleft() for _ in range(n)]
+        self._writing = True
+        try:
+            written = await asyncio.to_thread(self._write, events)
+        except Exception as exc:  # a failing store loses this batch, never the service
+            log.warning("%d event(s) not written to %s: %s", n, self.store.name, exc)
+            self.dropped += n
+            if self._on_dropped is not None:
+                self._on_dropped(n)
+            return
+        finally:
+            self._writing = False
+        self.written += written
+        if self._on_written is not None:
+            self._on_written(written)
+
+    def _write(self, events: list[_Event]) -> int:
+        lines = [self._line(e) for e in events]
+        self.store.write(lines)
+        return len(lines)
+
+    def _line(self, event: _Event) -> str:
+        if len(event) == 2:
+            ts, outcome = event
+            return json.dumps(_outcome_doc(ts, outcome), separators=(",", ":"))
+        ts, req, decision, side = event
+        doc = _decision_doc(ts, req, decision, side)
+        text = req.text()
+        if text:
+            doc["prompt_hash"] = prompt_hash(self._key, text)
+            if self._retain:
+                doc["prompt"] = text
+        return json.dumps(doc, separators=(",", ":"), ensure_ascii=False)
+
+    async def close(self, timeout_s: float = 5.0) -> None:
+        """Write what was recorded so far, then stop the writer and close the store."""
+        if self._task is None:
+            return
+        self._closing = True
+        self._wake.set()
+        try:
+            await asyncio.wait_for(asyncio.shield(self._task), timeout_s)
+        except TimeoutError:
+            log.error("decision events: %d not written within %.1f s", len(self._buffer), timeout_s)
+            self._task.cancel()
+        self._task = None
+        await asyncio.to_thread(self.store.close)
+
+    async def flush(self) -> None:
+        """Wait until what was recorded so far is written (tests, benchmarks)."""
+        while self._buffer or self._writing:
+            if self._task is None:
+                await self._write_some()
+            else:
+                await asyncio.sleep(0.005)
+
+
+def _decision_doc(ts: float, req: RouteInput, decision: Decision, side: str) -> dict[str, Any]:
+    return {
+        "type": "decision",
+        "ts": round(ts, 6),
+        "request_id": decision.request_id,
+        "router": decision.router,
+        "version": decision.router_version,
+        "side": side,
+        "tenant": req.tenant,
+        "labels": dict(req.labels),
+        "candidates": [
+            {"name": c.name, "input_price": c.input_price, "output_price": c.output_price}
+            for c in req.candidates
+        ],
+        "model": decision.model,
+        "source": decision.source.name,
+        "latency_us": decision.latency_us,
+        "cost_weight": req.policy.cost_weight,
+        "scores": [
+            {"model": s.model, "score": s.score, "quality": s.quality, "cost": s.cost}
+            for s in decision.scores
+        ],
+    }
+
+
+def _outcome_doc(ts: float, outcome: Outcome) -> dict[str, Any]:
+    return {
+        "type": "outcome",
+        "ts": round(ts, 6),
+        "request_id": outcome.request_id,
+        "model": outcome.model,
+        "quality": outcome.quality,
+        "latency_ms": outcome.latency_ms,
+        "cost_usd": outcome.cost_usd,
+        "failed": outcome.failed,
+        "router": outcome.router,
+        "labels": dict(outcome.labels),
+    }
