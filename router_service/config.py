@@ -451,6 +451,54 @@ def _default_routers() -> list[RouterSpec]:
     return [RouterSpec(name=kind, strategy=kind) for kind in STATIC_KINDS]
 
 
+class BudgetSettings(_Section):
+    """A target the service holds on a learned router's live decisions by adjusting its λ
+    (see :mod:`router_service.engine.budgets`). Exactly one of ``max_share``,
+    ``max_cost_per_1k_requests`` and ``min_quality``."""
+
+    router: str
+    tenant: str | None = Field(
+        None, description="only this tenant's requests; unset: every tenant, each on its own"
+    )
+    max_share: float | None = Field(
+        None, gt=0, lt=1, description="the share of decisions going to any of ``models``"
+    )
+    models: list[str] = Field(default_factory=list, description="the models max_share counts")
+    max_cost_per_1k_requests: float | None = Field(
+        None, gt=0, description="USD per 1,000 decisions, from the candidates' prices"
+    )
+    tokens_per_request: float = Field(
+        1000.0, gt=0, description="tokens a request costs, for max_cost_per_1k_requests"
+    )
+    min_quality: float | None = Field(
+        None,
+        gt=0,
+        le=1,
+        description="mean predicted quality of the chosen model over the best candidate's",
+    )
+    window: int = Field(1000, ge=50, description="recent decisions the target is held over")
+    min_samples: int = Field(200, ge=10, description="fewer in the window: λ is not changed")
+    update_every: int = Field(50, ge=1, description="decisions between two λ updates")
+    lambda_min: float = Field(0.0, ge=0)
+    lambda_max: float = Field(10.0, gt=0)
+
+    @model_validator(mode="after")
+    def _one_target(self) -> BudgetSettings:
+        targets = [self.max_share, self.max_cost_per_1k_requests, self.min_quality]
+        if sum(t is not None for t in targets) != 1:
+            raise ValueError(
+                f"budget for {self.router!r}: give exactly one of max_share, "
+                "max_cost_per_1k_requests, min_quality"
+            )
+        if self.max_share is not None and not self.models:
+            raise ValueError(f"budget for {self.router!r}: max_share needs the models it counts")
+        if self.lambda_min >= self.lambda_max:
+            raise ValueError(f"budget for {self.router!r}: lambda_min must be below lambda_max")
+        if self.min_samples > self.window:
+            raise ValueError(f"budget for {self.router!r}: min_samples exceeds the window")
+        return self
+
+
 class Settings(BaseSettings):
     """Everything the service reads at start-up."""
 
@@ -477,6 +525,9 @@ class Settings(BaseSettings):
     strategies: dict[str, str] = Field(
         default_factory=dict, description="custom strategy kind -> 'package.module:Class'"
     )
+    budgets: list[BudgetSettings] = Field(
+        default_factory=list, description="targets held on live traffic by adjusting λ"
+    )
     telemetry: TelemetrySettings = TelemetrySettings()
     health: HealthSettings = HealthSettings()
     cache: CacheSettings = CacheSettings()
@@ -493,6 +544,9 @@ class Settings(BaseSettings):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"router names must be unique, repeated: {', '.join(dupes)}")
+        scopes = [(b.router, b.tenant) for b in self.budgets]
+        if len(set(scopes)) != len(scopes):
+            raise ValueError("two budgets for the same router and tenant")
         return self
 
     def resolved_default(self, bundle_names: list[str]) -> str:

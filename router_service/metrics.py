@@ -5,6 +5,7 @@ Exposed over HTTP on ``metrics.port`` when set (worker *i* of several uses ``por
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -159,6 +160,19 @@ class Metrics:
             "Decision and outcome events dropped: the buffer was full or the store failed",
             registry=self.registry,
         )
+        self.budget_lambda = Gauge(
+            "routeiq_budget_lambda",
+            "The λ a budget holds a router's decisions at (NaN until its window fills)",
+            ["router", "tenant"],
+            registry=self.registry,
+        )
+        self.budget_value = Gauge(
+            "routeiq_budget_value",
+            "What a budget holds, over its window at the λ in force: the share, USD per 1,000 "
+            "requests, or the quality relative to the best candidate",
+            ["router", "tenant"],
+            registry=self.registry,
+        )
         self._children: dict[tuple[Any, ...], Any] = {}
         self._rpc: dict[str, RpcMetrics] = {}
 
@@ -220,6 +234,15 @@ class Metrics:
             "Classes resolved by unpickling in the serving process since start; 0 expected",
             registry=self.registry,
         ).set_function(unpickled)
+
+    def watch_budget(self, router: str, tenant: str, budget: Any) -> None:
+        """Gauges read at scrape time from a budget controller (its ``lam`` and ``value``)."""
+        self.budget_lambda.labels(router, tenant).set_function(
+            lambda: math.nan if budget.lam is None else budget.lam
+        )
+        self.budget_value.labels(router, tenant).set_function(
+            lambda: math.nan if budget.value is None else budget.value
+        )
 
     def count_cache(self, tier: str, kind: str, result: str) -> None:
         self._child(self.cache_requests, tier, kind, result).inc()

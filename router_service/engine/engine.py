@@ -31,9 +31,10 @@ from router_service.bundles.base import LoadedRouter, RouterTable
 from router_service.cache.base import ArrayCache, NoCache
 from router_service.cache.codec import FEATURES, PREDICTIONS, Array
 from router_service.cache.keys import feature_key, prediction_key, text_digest, vector_digest
-from router_service.config import LimitsSettings
+from router_service.config import BudgetSettings, LimitsSettings
 from router_service.domain import Choice, Decision, Outcome, RouteInput, Source
 from router_service.engine.batcher import InferenceBatcher, Overloaded
+from router_service.engine.budgets import BudgetController
 from router_service.engine.health import ModelHealth
 from router_service.engine.validate import validate_route
 from router_service.errors import InvalidRequest, NotReady, StrategyError, UnknownRouter
@@ -49,6 +50,7 @@ log = logging.getLogger(__name__)
 _T = TypeVar("_T")
 _NO_SPAN: AbstractContextManager[None] = contextlib.nullcontext()
 _WARN_EVERY_S = 10.0
+_MAX_TENANTS = 1000  # budget controllers per engine; later tenants share one
 
 
 class _Degraded(Exception):
@@ -105,6 +107,7 @@ class DecisionEngine:
         inline_below_us: float = 0.0,
         on_shadow: Callable[[RouteInput, Decision, Decision], None] | None = None,
         on_decision: Callable[[RouteInput, Decision, str], None] | None = None,
+        budgets: Sequence[BudgetSettings] = (),
         shadow_budget_s: float = 0.05,
         shadow_max_in_flight: int = 64,
         tracer: Tracer | None = None,
@@ -126,6 +129,10 @@ class DecisionEngine:
         self._plans: dict[tuple[str, str], _Plan] = {}
         self._on_shadow = on_shadow
         self._on_decision = on_decision
+        self._budgets: dict[str, list[BudgetSettings]] = {}
+        for spec in budgets:
+            self._budgets.setdefault(spec.router, []).append(spec)
+        self._controllers: dict[tuple[str, str], BudgetController | None] = {}
         self._shadow_budget_s = shadow_budget_s
         self._shadow_max_in_flight = shadow_max_in_flight
         self._shadows: set[asyncio.Task[None]] = set()
@@ -210,7 +217,12 @@ class DecisionEngine:
         router, shadow = self._sides(req)
         validate_route(req, self._limits)
         self._check_input_kind(router, req)
+        budget = self._budget(router.name, req.tenant) if self._budgets else None
+        if budget is not None:
+            req = _with_lambda(req, budget)
         decision = await self._decide(router, req, start)
+        if budget is not None:
+            decision = self._held(budget, req, decision)
         if shadow is not None:
             self._shadow(shadow, req, decision)
         if self._on_decision is not None:
@@ -234,15 +246,57 @@ class DecisionEngine:
             except InvalidRequest as exc:
                 raise type(exc)(f"requests[{i}]: {exc}") from None
             sides.append((router, shadow))
+        budgets = [
+            self._budget(r.name, q.tenant) if self._budgets else None
+            for (r, _), q in zip(sides, reqs, strict=True)
+        ]
+        reqs = [q if b is None else _with_lambda(q, b) for q, b in zip(reqs, budgets, strict=True)]
         decisions = await asyncio.gather(
             *(self._decide(r, q, start) for (r, _), q in zip(sides, reqs, strict=True))
         )
+        decisions = [
+            d if b is None else self._held(b, q, d)
+            for q, d, b in zip(reqs, decisions, budgets, strict=True)
+        ]
         for (router, shadow), req, decision in zip(sides, reqs, decisions, strict=True):
             if shadow is not None:
                 self._shadow(shadow, req, decision)
             if self._on_decision is not None:
                 self._on_decision(req, decision, self._side(router))
         return [self._observe(d) for d in decisions]
+
+    def _budget(self, router: str, tenant: str) -> BudgetController | None:
+        """The controller of the budget on ``router`` for ``tenant``, if there is one (made on
+        first use; past ``_MAX_TENANTS`` tenants, the rest share one)."""
+        key = (router, tenant)
+        if key in self._controllers:
+            return self._controllers[key]
+        specs = self._budgets.get(router, [])
+        spec = next((s for s in specs if s.tenant == tenant), None)
+        if spec is None:
+            spec = next((s for s in specs if s.tenant is None), None)
+            if spec is not None and len(self._controllers) >= _MAX_TENANTS:
+                key = (router, "*")
+                if key in self._controllers:
+                    return self._controllers[key]
+        ctl = None if spec is None else BudgetController(spec, self._limits.max_candidates)
+        self._controllers[key] = ctl
+        if ctl is not None and self._metrics is not None:
+            self._metrics.watch_budget(router, key[1], ctl)
+        return ctl
+
+    @staticmethod
+    def _held(budget: BudgetController, req: RouteInput, decision: Decision) -> Decision:
+        """Feed a learned decision to its budget; name the λ in force in its reason."""
+        if decision.source not in (Source.MODEL, Source.CACHE):
+            return decision
+        settled = budget.lam is not None
+        budget.observe(req, decision)
+        if not settled:
+            return decision
+        lam = req.policy.cost_weight or 0.0
+        note = f"; budget {budget.describe()}: λ {lam:.4g}"
+        return dataclasses.replace(decision, reason=decision.reason + note)
 
     def _side(self, router: LoadedRouter) -> str:
         """``champion``, or ``canary`` when a rollout's challenger answered."""
@@ -589,6 +643,14 @@ def _decision(
         reason=reason,
         latency_us=_since(start),
     )
+
+
+def _with_lambda(req: RouteInput, budget: BudgetController) -> RouteInput:
+    """``req`` with a budget's λ in place of its own (unchanged before the budget settles)."""
+    lam = budget.next_lambda()
+    if lam is None:
+        return req
+    return dataclasses.replace(req, policy=dataclasses.replace(req.policy, cost_weight=lam))
 
 
 def _fallback_kind(exc: Exception) -> str:

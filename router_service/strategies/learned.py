@@ -31,7 +31,7 @@ from router_service.strategies.base import Features, HealthCheck, usable
 
 __all__ = ["OnnxPredictor", "OnnxQualityRouter", "PricePrior", "Scored", "choose_among"]
 
-_TIE = 1e-6
+TIE = 1e-6
 """Scores this close are a tie; the cheaper candidate wins (as in offline evaluation)."""
 
 
@@ -226,5 +226,5 @@ def _pick(
         best = max(pool, key=lambda s: s.quality)
         return best.cand.name, f"none predicted >= {min_quality:g}; highest predicted quality"
     top = max(s.score for s in pool)
-    best = min((s for s in pool if s.score >= top - _TIE), key=lambda s: s.cost)
+    best = min((s for s in pool if s.score >= top - TIE), key=lambda s: s.cost)
     return best.cand.name, f"best predicted quality - {lam:g} x {term}"
