@@ -14,6 +14,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from router_service import logs
@@ -46,12 +47,18 @@ def _worker(settings_json: str) -> None:
 
 
 def _for_worker(settings: Settings, index: int) -> str:
-    """Worker ``index``'s settings as JSON: its metrics endpoint is ``metrics.port + index``."""
+    """Worker ``index``'s settings as JSON: its metrics endpoint is ``metrics.port + index``,
+    its decision events file ``events-INDEX.jsonl`` (each file has one writer, which rotates it)."""
+    events = settings.telemetry.events
+    path = Path(events.path)
+    events = events.model_copy(update={"path": path.with_name(f"{path.stem}-{index}{path.suffix}")})
+    update: dict[str, object] = {
+        "telemetry": settings.telemetry.model_copy(update={"events": events})
+    }
     port = settings.metrics.port
-    if port is None or port == 0:
-        return settings.model_dump_json()
-    metrics = settings.metrics.model_copy(update={"port": port + index})
-    return settings.model_copy(update={"metrics": metrics}).model_dump_json()
+    if port is not None and port != 0:
+        update["metrics"] = settings.metrics.model_copy(update={"port": port + index})
+    return settings.model_copy(update=update).model_dump_json()
 
 
 def run(settings: Settings, on_ready: Callable[[int], None] | None = None) -> int:

@@ -260,18 +260,17 @@ class InferenceBatcher:
             else:
                 item.future.set_exception(result or RuntimeError("inference job failed"))
 
-    def _job_span(self, batch: list[_Item]) -> Span:
-        """A job's span: a child of the first sampled request's span, linked from them all."""
-        from opentelemetry import context, trace  # noqa: PLC0415 - tracing on only
+    def _job_span(self, batch: list[_Item]) -> Span | None:
+        """A job's span: a child of the first sampled request's span, linked from them all;
+        none when no request in the batch is sampled."""
+        from opentelemetry import trace  # noqa: PLC0415 - tracing on only
 
         assert self._tracer is not None
         contexts = [i.context for i in batch if i.context is not None and i.context.is_valid]
         parent = next((c for c in contexts if c.trace_flags.sampled), None)
-        ctx = (
-            context.Context()
-            if parent is None
-            else trace.set_span_in_context(trace.NonRecordingSpan(parent))
-        )
+        if parent is None:
+            return None
+        ctx = trace.set_span_in_context(trace.NonRecordingSpan(parent))
         return self._tracer.start_span(
             "routeiq.inference_job",
             context=ctx,

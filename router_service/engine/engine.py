@@ -26,6 +26,7 @@ from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
+from opentelemetry.trace import get_current_span
 
 from router_service.bundles.base import LoadedRouter, RouterTable
 from router_service.cache.base import ArrayCache, NoCache
@@ -379,8 +380,10 @@ class DecisionEngine:
             )
 
     async def _decide_traced(self, router: LoadedRouter, req: RouteInput, start: int) -> Decision:
-        """:meth:`_decide_now` inside a ``routeiq.route`` span (tracing on)."""
+        """:meth:`_decide_now` inside a ``routeiq.route`` span (tracing on, the call sampled)."""
         assert self._tracer is not None
+        if not get_current_span().is_recording():
+            return await self._decide_now(router, req, start)
         with self._tracer.start_as_current_span("routeiq.route") as span:
             span.set_attributes(
                 {
@@ -399,8 +402,9 @@ class DecisionEngine:
             return decision
 
     def _span(self, name: str) -> AbstractContextManager[Any]:
-        """A stage span under the current one; a shared no-op when tracing is off."""
-        if self._tracer is None:
+        """A stage span under the current one; a shared no-op when tracing is off or the call
+        is not sampled."""
+        if self._tracer is None or not get_current_span().is_recording():
             return _NO_SPAN
         return self._tracer.start_as_current_span(name)
 

@@ -3,8 +3,9 @@ outcome report, recorded off the answer's path for the closed loop (train on you
 
 :meth:`DecisionEvents.record` only appends the request and its decision to a bounded buffer; when
 the buffer is full the event is dropped and counted (``routeiq_events_dropped_total``), never
-waited for. A writer task takes what has accumulated, turns it into JSON lines in a worker
-thread and hands them to the store:
+waited for. A writer task wakes every ``interval_s`` (or when a batch is full), takes what has
+accumulated, turns it into JSON lines in a worker thread and hands them to the store — one
+thread hop per batch, not per event:
 
 * :class:`JsonlStore`: a local file with size-based rotation (``events.jsonl``, ``.1`` … ``.N``);
 * :class:`RedisStreamStore`: a Redis stream (``XADD … MAXLEN ~``) many replicas share.
@@ -163,6 +164,7 @@ class DecisionEvents:
         retain_prompts: bool = False,
         buffer: int = 50_000,
         batch: int = 2_000,
+        interval_s: float = 0.1,
         on_dropped: Callable[[int], None] | None = None,
         on_written: Callable[[int], None] | None = None,
     ) -> None:
@@ -172,7 +174,7 @@ class DecisionEvents:
         self._buffer: collections.deque[_Event] = collections.deque()
         self._max = buffer
         self._batch = batch
-        self._wake = asyncio.Event()
+        self._interval_s = interval_s
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self._writing = False
@@ -187,16 +189,12 @@ class DecisionEvents:
             self._drop()
             return
         self._buffer.append((time.time(), req, decision, side))
-        if not self._wake.is_set():
-            self._wake.set()
 
     def record_outcome(self, outcome: Outcome) -> None:
         if len(self._buffer) >= self._max:
             self._drop()
             return
         self._buffer.append((time.time(), outcome))
-        if not self._wake.is_set():
-            self._wake.set()
 
     def _drop(self) -> None:
         self.dropped += 1
@@ -210,9 +208,9 @@ class DecisionEvents:
 
     async def _run(self) -> None:
         while not self._closing or self._buffer:
-            await self._wake.wait()
-            self._wake.clear()
-            while self._buffer:
+            if len(self._buffer) < self._batch and not self._closing:
+                await asyncio.sleep(self._interval_s)
+            if self._buffer:
                 await self._write_some()
 
     async def _write_some(self) -> None:
@@ -256,7 +254,6 @@ class DecisionEvents:
         if self._task is None:
             return
         self._closing = True
-        self._wake.set()
         try:
             await asyncio.wait_for(asyncio.shield(self._task), timeout_s)
         except TimeoutError:

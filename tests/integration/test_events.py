@@ -205,3 +205,14 @@ def test_the_store_setting_is_checked(store: str, make_settings: Callable[..., S
             build_events(settings, Metrics())
     else:
         assert build_events(settings, Metrics()).store.name == "jsonl"
+
+
+def test_each_worker_writes_its_own_events_file(make_settings: Callable[..., Settings]) -> None:
+    from router_service.runner import _for_worker
+
+    settings = make_settings(metrics={"port": 9464})
+    workers = [Settings.model_validate_json(_for_worker(settings, i)) for i in range(2)]
+    paths = [Path(w.telemetry.events.path) for w in workers]
+    base = Path(settings.telemetry.events.path)
+    assert paths == [base.with_name("events-0.jsonl"), base.with_name("events-1.jsonl")]
+    assert [w.metrics.port for w in workers] == [9464, 9465]

@@ -94,7 +94,7 @@ async def test_tracing_off_sets_nothing_up_and_on_builds_its_exporter(
     assert server.engine._tracer is None
     on = RouterServer(make_settings(telemetry={"tracing": {"enabled": True, "sample_ratio": 0.01}}))
     assert on.tracing is not None and on.engine._tracer is on.tracing.tracer
-    assert "TraceIdRatioBased{0.01}" in on.tracing.provider.sampler.get_description()
+    assert on.tracing.sample_ratio == 0.01
     on.tracing.shutdown()
 
 
@@ -152,3 +152,42 @@ async def test_one_job_span_is_linked_from_every_request_of_its_batch(
     assert len(jobs) == 1, [j.attributes for j in jobs]
     assert jobs[0].attributes["routeiq.batch_size"] == 3
     assert {link.context.span_id for link in jobs[0].links} == inference
+
+
+async def test_unsampled_calls_make_no_spans_at_all(
+    default_bundle: Path, make_settings: Callable[..., Settings]
+) -> None:
+    """sample_ratio 0: a caller's sampled trace is continued (all its spans), a caller's
+    unsampled trace and a call without one make no span — not the server's, not the
+    engine's, not a micro-batch job's of its own."""
+    exporter = InMemorySpanExporter()
+    settings = make_settings(
+        bundles=[str(default_bundle)], telemetry={"tracing": {"sample_ratio": 0.0}}
+    )
+    server = RouterServer(settings, span_exporter=exporter)
+    await server.start()
+    sampled = "0af7651916cd43dd8448eb211c80319c"
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            stub = pb_grpc.RouterStub(channel)
+
+            async def route(prompt: str, *metadata: tuple[str, str]) -> None:
+                request = pb.RouteRequest(
+                    prompt=prompt,
+                    candidates=[
+                        pb.Candidate(name="llama-3.1-8b-instruct"),
+                        pb.Candidate(name="llama-3.1-nemotron-51b-instruct"),
+                    ],
+                )
+                await stub.Route(request, metadata=metadata, timeout=10)
+
+            await route("no trace context at all")
+            await route("an unsampled caller", ("traceparent", f"00-{'1' * 32}-{'2' * 16}-00"))
+            await route("a malformed traceparent", ("traceparent", "00-nonsense"))
+            await route("a sampled caller", ("traceparent", f"00-{sampled}-{'3' * 16}-01"))
+    finally:
+        await server.stop(0)
+    spans = exporter.get_finished_spans()
+    assert {f"{s.context.trace_id:032x}" for s in spans} == {sampled}
+    names = {s.name for s in spans}
+    assert {"/routeiq.router.v1.Router/Route", "routeiq.route", "routeiq.inference_job"} <= names

@@ -34,6 +34,7 @@ extensions:
     http:
       endpoint: 127.0.0.1:{health}
   jaeger_query:
+    enable_tracing: false   # else it exports its own spans to :4317 and stops slowly
     storage:
       traces: memstore
     http:
