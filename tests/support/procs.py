@@ -26,9 +26,17 @@ class ServiceProcess:
     ) -> None:
         self.port = free_port()
         self.target = f"127.0.0.1:{self.port}"
-        self.log_path = Path(tempfile.mkdtemp(prefix="routeiq-svc-")) / "service.log"
-        # No drain delay at SIGTERM unless a test asks for one (tests stop services often).
-        full_env = {"ROUTEIQ_SERVER__DRAIN_DELAY_S": "0", **os.environ, **(env or {})}
+        run_dir = Path(tempfile.mkdtemp(prefix="routeiq-svc-"))
+        self.log_path = run_dir / "service.log"
+        # No drain delay at SIGTERM unless a test asks for one (tests stop services often);
+        # decision events in the run's own directory unless a test says where.
+        full_env = {
+            "ROUTEIQ_SERVER__DRAIN_DELAY_S": "0",
+            "ROUTEIQ_TELEMETRY__EVENTS__PATH": str(run_dir / "events.jsonl"),
+            "ROUTEIQ_TELEMETRY__EVENTS__HASH_KEY_FILE": str(run_dir / "prompt-hash.key"),
+            **os.environ,
+            **(env or {}),
+        }
         self._log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "router_service", "serve", "--port", str(self.port), *args],
