@@ -133,7 +133,7 @@ class DecisionEngine:
         self._budgets: dict[str, list[BudgetSettings]] = {}
         for spec in budgets:
             self._budgets.setdefault(spec.router, []).append(spec)
-        self._controllers: dict[tuple[str, str], BudgetController | None] = {}
+        self._controllers: dict[tuple[str, str], BudgetController] = {}
         self._shadow_budget_s = shadow_budget_s
         self._shadow_max_in_flight = shadow_max_in_flight
         self._shadows: set[asyncio.Task[None]] = set()
@@ -268,21 +268,26 @@ class DecisionEngine:
 
     def _budget(self, router: str, tenant: str) -> BudgetController | None:
         """The controller of the budget on ``router`` for ``tenant``, if there is one (made on
-        first use; past ``_MAX_TENANTS`` tenants, the rest share one)."""
+        first use; past ``_MAX_TENANTS`` controllers, further tenants share one)."""
+        ctl = self._controllers.get((router, tenant))
+        if ctl is not None:
+            return ctl
+        specs = self._budgets.get(router)
+        if not specs:
+            return None
         key = (router, tenant)
-        if key in self._controllers:
-            return self._controllers[key]
-        specs = self._budgets.get(router, [])
         spec = next((s for s in specs if s.tenant == tenant), None)
-        if spec is None:
+        if spec is None:  # the router's budget for every tenant, each on its own
             spec = next((s for s in specs if s.tenant is None), None)
-            if spec is not None and len(self._controllers) >= _MAX_TENANTS:
+            if spec is None:
+                return None
+            if len(self._controllers) >= _MAX_TENANTS:
                 key = (router, "*")
-                if key in self._controllers:
-                    return self._controllers[key]
-        ctl = None if spec is None else BudgetController(spec, self._limits.max_candidates)
-        self._controllers[key] = ctl
-        if ctl is not None and self._metrics is not None:
+                ctl = self._controllers.get(key)
+                if ctl is not None:
+                    return ctl
+        ctl = self._controllers[key] = BudgetController(spec, self._limits.max_candidates)
+        if self._metrics is not None:
             self._metrics.watch_budget(router, key[1], ctl)
         return ctl
 

@@ -5,12 +5,15 @@ min_samples, stays within its bounds, and follows the stream when it shifts."""
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 
 import pytest
 
-from router_service.config import BudgetSettings
+from router_service.config import BudgetSettings, Settings
 from router_service.domain import Candidate, CandidateScore, Decision, RouteInput, Source
 from router_service.engine.budgets import BudgetController
+from router_service.server import build_engine
+from router_service.strategies.registry import StrategyRegistry
 
 CHEAP = Candidate("cheap", 0.2, 0.2)
 MID = Candidate("mid", 1.0, 1.0)
@@ -123,3 +126,25 @@ def test_lambda_follows_a_shift_in_the_stream() -> None:
     _feed(ctl, hard)  # the dear model now adds much more: holding 20 % costs a larger λ
     assert before is not None and ctl.lam is not None and ctl.lam > before
     assert _mixed(ctl) == pytest.approx(0.2, abs=1e-6)
+
+
+def test_each_tenant_gets_its_own_controller_up_to_a_bound(
+    make_settings: Callable[..., Settings],
+) -> None:
+    settings = make_settings(
+        budgets=[
+            {"router": "knn", "max_share": 0.2, "models": ["dear"]},
+            {"router": "knn", "tenant": "acme", "min_quality": 0.9},
+        ]
+    )
+    engine = build_engine(settings, StrategyRegistry(settings.strategies), None)
+    acme = engine._budget("knn", "acme")
+    assert acme is not None and acme.spec.min_quality == 0.9
+    beta, gamma = engine._budget("knn", "beta"), engine._budget("knn", "gamma")
+    assert beta is not None and gamma is not None and beta is not gamma
+    assert beta.spec.max_share == 0.2 and engine._budget("knn", "beta") is beta
+    assert engine._budget("other-router", "acme") is None
+    for i in range(1500):  # tenants are labels callers choose: the controllers stay bounded
+        engine._budget("knn", f"tenant-{i}")
+    assert len(engine._controllers) == 1001
+    assert engine._budget("knn", "tenant-1499") is engine._budget("knn", "tenant-1400")
