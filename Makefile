@@ -15,7 +15,7 @@ DEFAULT_ROUTER ?= knn
 DEFAULT_FEATURIZER ?= tfidf
 
 .PHONY: run test install tools proto proto-check lint typecheck pytest lock clean bundle edge \
-	edge-envoy quality bench bench-smoke bench-swap bench-security audit sbom
+	edge-envoy quality bench bench-smoke bench-swap bench-security bench-tracing bench-events audit sbom
 
 $(VENV)/.installed: requirements/lock.txt requirements/models.txt requirements/edge-litellm.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -112,6 +112,12 @@ bench-swap: install tools bundle ## Route p99 while the registry swaps versions 
 
 bench-security: install tools bundle ## cache-hit calls/s: plaintext vs TLS vs TLS + token (~3 min)
 	PATH="$(CURDIR)/$(TOOLS):$$PATH" $(PY) -m benchmarks.security_overhead $(BENCH_ARGS)
+
+bench-tracing: install tools bundle ## hit/miss calls/s: tracing off vs 1 % vs 100 % to Jaeger (~5 min)
+	PATH="$(CURDIR)/$(TOOLS):$$PATH" $(PY) -m benchmarks.tracing_overhead $(BENCH_ARGS)
+
+bench-events: install tools bundle ## cache-hit calls/s: decision events off / JSONL / Redis; write rates (~4 min)
+	PATH="$(CURDIR)/$(TOOLS):$$PATH" $(PY) -m benchmarks.events_overhead $(BENCH_ARGS)
 
 bench-smoke: install tools ## the benchmark harness end to end in seconds (also run by the tests)
 	PATH="$(CURDIR)/$(TOOLS):$$PATH" $(PY) -m benchmarks.run --smoke
