@@ -10,14 +10,18 @@ thread hop per batch, not per event:
 * :class:`JsonlStore`: a local file with size-based rotation (``events.jsonl``, ``.1`` … ``.N``);
 * :class:`RedisStreamStore`: a Redis stream (``XADD … MAXLEN ~``) many replicas share.
 
-A decision event, one JSON object (no prompt text unless ``retain_prompts`` is on)::
+A decision event, one JSON object (no prompt text unless ``retain_prompts`` is on); the lists
+after ``candidates`` are aligned with it, one value per candidate (``null`` when unknown)::
 
     {"type": "decision", "ts": 1796170000.123456, "request_id": "r1", "router": "knn",
      "version": "3", "side": "champion", "tenant": "acme", "labels": {...},
-     "candidates": [{"name": "a", "input_price": 0.15, "output_price": 0.6}, ...],
      "model": "a", "source": "MODEL", "latency_us": 412, "cost_weight": null,
-     "scores": [{"model": "a", "score": 0.71, "quality": 0.74, "cost": 0.375}, ...],
+     "candidates": ["a", "b"], "input_price": [0.15, 2.5], "output_price": [0.6, 10.0],
+     "quality": [0.74125, 0.80833], "cost": [0.375, 6.25], "score": [0.71, 0.67],
      "prompt_hash": "…32 hex…"}
+
+Predictions are rounded to 5 decimals. Lines are encoded with orjson (about a fifth of the
+standard library's time: the writer shares the service's core).
 
 ``prompt_hash`` is a keyed BLAKE2b of the normalized prompt (lower case, whitespace collapsed):
 the same prompt hashes alike across replicas sharing the key, and the hash cannot be reversed
@@ -30,15 +34,16 @@ from __future__ import annotations
 import asyncio
 import collections
 import hashlib
-import json
 import logging
+import math
 import os
-import re
 import secrets
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
+
+import orjson
 
 from router_service.domain import Decision, Outcome, RouteInput
 
@@ -53,7 +58,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-_SPACES = re.compile(r"\s+")
 _Event = tuple[float, RouteInput, Decision, str] | tuple[float, Outcome]
 
 
@@ -62,7 +66,7 @@ class EventStore(Protocol):
 
     name: str
 
-    def write(self, lines: list[str]) -> None: ...
+    def write(self, lines: list[bytes]) -> None: ...
 
     def close(self) -> None: ...
 
@@ -89,7 +93,7 @@ def load_or_create_key(path: Path) -> bytes:
 
 
 def prompt_hash(key: bytes, text: str) -> str:
-    normalized = _SPACES.sub(" ", text).strip().lower()
+    normalized = " ".join(text.split()).lower()
     return hashlib.blake2b(normalized.encode(), key=key, digest_size=16).hexdigest()
 
 
@@ -105,8 +109,8 @@ class JsonlStore:
         self._keep = keep
         self._size: int | None = None
 
-    def write(self, lines: list[str]) -> None:
-        data = ("\n".join(lines) + "\n").encode()
+    def write(self, lines: list[bytes]) -> None:
+        data = b"\n".join(lines) + b"\n"
         if self._size is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._size = self.path.stat().st_size if self.path.exists() else 0
@@ -143,7 +147,7 @@ class RedisStreamStore:
         self.stream = stream
         self._maxlen = maxlen
 
-    def write(self, lines: list[str]) -> None:
+    def write(self, lines: list[bytes]) -> None:
         pipe = self._client.pipeline(transaction=False)
         for line in lines:
             pipe.xadd(self.stream, {"e": line}, maxlen=self._maxlen, approximate=True)
@@ -236,10 +240,10 @@ class DecisionEvents:
         self.store.write(lines)
         return len(lines)
 
-    def _line(self, event: _Event) -> str:
+    def _line(self, event: _Event) -> bytes:
         if len(event) == 2:
             ts, outcome = event
-            return json.dumps(_outcome_doc(ts, outcome), separators=(",", ":"))
+            return orjson.dumps(_outcome_doc(ts, outcome))
         ts, req, decision, side = event
         doc = _decision_doc(ts, req, decision, side)
         text = req.text()
@@ -247,7 +251,7 @@ class DecisionEvents:
             doc["prompt_hash"] = prompt_hash(self._key, text)
             if self._retain:
                 doc["prompt"] = text
-        return json.dumps(doc, separators=(",", ":"), ensure_ascii=False)
+        return orjson.dumps(doc)
 
     async def close(self, timeout_s: float = 5.0) -> None:
         """Write what was recorded so far, then stop the writer and close the store."""
@@ -272,6 +276,7 @@ class DecisionEvents:
 
 
 def _decision_doc(ts: float, req: RouteInput, decision: Decision, side: str) -> dict[str, Any]:
+    cands, scores = req.candidates, decision.scores
     return {
         "type": "decision",
         "ts": round(ts, 6),
@@ -281,19 +286,22 @@ def _decision_doc(ts: float, req: RouteInput, decision: Decision, side: str) -> 
         "side": side,
         "tenant": req.tenant,
         "labels": dict(req.labels),
-        "candidates": [
-            {"name": c.name, "input_price": c.input_price, "output_price": c.output_price}
-            for c in req.candidates
-        ],
         "model": decision.model,
         "source": decision.source.name,
         "latency_us": decision.latency_us,
         "cost_weight": req.policy.cost_weight,
-        "scores": [
-            {"model": s.model, "score": s.score, "quality": s.quality, "cost": s.cost}
-            for s in decision.scores
-        ],
+        "candidates": [c.name for c in cands],
+        "input_price": [c.input_price for c in cands],
+        "output_price": [c.output_price for c in cands],
+        "quality": [_short(s.quality) for s in scores],
+        "cost": [_short(s.cost) for s in scores],
+        "score": [_short(s.score) for s in scores],
     }
+
+
+def _short(value: float | None) -> float | None:
+    """5 decimals (predictions are float32: more digits are noise); NaN and ±inf as null."""
+    return round(value, 5) if value is not None and math.isfinite(value) else None
 
 
 def _outcome_doc(ts: float, outcome: Outcome) -> dict[str, Any]:

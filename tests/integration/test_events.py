@@ -86,12 +86,12 @@ def test_every_decision_and_outcome_is_recorded_without_the_prompt(
     assert miss["router"] == "llmrouter-knn-tfidf" and miss["version"]
     assert miss["side"] == "champion"
     assert miss["tenant"] == "acme" and miss["labels"]["team"] == "search"
-    assert miss["candidates"][0] == {
-        "name": "llama-3.1-8b-instruct",
-        "input_price": 0.2,
-        "output_price": 0.2,
-    }
-    assert [s["model"] for s in miss["scores"]] == [c.name for c in KNOWN]
+    assert miss["candidates"] == [c.name for c in KNOWN]
+    assert (miss["input_price"], miss["output_price"]) == ([0.2, None], [0.2, None])
+    assert all(0 <= q <= 1 for q in miss["quality"]) and len(miss["quality"]) == 2
+    assert len(miss["score"]) == len(miss["cost"]) == 2
+    best = max(range(2), key=lambda i: miss["score"][i])
+    assert miss["model"] == miss["candidates"][best]  # the answer is the best score
     assert miss["model"] in {c.name for c in KNOWN} and miss["latency_us"] > 0
     # the service's key; the same prompt up to case and spaces hashes alike
     key = bytes.fromhex(Path(settings.telemetry.events.hash_key_file).read_text())
@@ -175,7 +175,7 @@ def test_a_full_buffer_drops_and_counts_and_the_file_rotates(tmp_path: Path) -> 
 class _Broken:
     name = "broken"
 
-    def write(self, lines: list[str]) -> None:
+    def write(self, lines: list[bytes]) -> None:
         raise OSError("disk full")
 
     def close(self) -> None:
