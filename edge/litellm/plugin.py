@@ -23,6 +23,9 @@ retries and fallbacks included):
   for byte), else cancels it and calls afresh. So the round trip overlaps LiteLLM's own work
   before the pick (measured: the plug-in's added p50 fell from 2.3 to 0.4 ms). Without the
   proxy (the SDK), for retries and fallbacks, the pick calls as below.
+* Replicas: the target may resolve to several service replicas (``dns:///router-headless:50051``
+  over a Kubernetes headless Service, or a static ``ipv4:10.0.0.1:50051,10.0.0.2:50051``); calls
+  are spread over all of them round robin, and a replica that goes away is left out.
 * One ``Route`` call with a deadline of ``ROUTEIQ_EDGE_DEADLINE_MS`` (default 30 ms, connection
   set-up included) over one ``grpc.aio`` channel per process and event loop, created on first use
   and connecting at once. The request id (the client's ``x-request-id``, else LiteLLM's call id)
@@ -63,6 +66,7 @@ for the service's auth: ``ROUTEIQ_EDGE_TOKEN`` (sent as ``authorization`` metada
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import re
@@ -119,6 +123,10 @@ _CHANNEL_OPTIONS: Final = (
     ("grpc.max_reconnect_backoff_ms", 2_000),
     ("grpc.keepalive_permit_without_calls", 1),
     ("grpc.enable_http_proxy", 0),  # never send routing calls through http(s)_proxy
+    # Spread calls over every address the target resolves to (dns:///router-headless:50051,
+    # or ipv4:10.0.0.1:50051,10.0.0.2:50051): one long-lived HTTP/2 connection to a Service's
+    # address would pin all of a worker's calls to one replica.
+    ("grpc.service_config", json.dumps({"loadBalancingConfig": [{"round_robin": {}}]})),
 )
 
 

@@ -22,11 +22,16 @@ class ServiceProcess:
     """``routeiq-router serve`` as a real child process."""
 
     def __init__(
-        self, args: Sequence[str] = (), env: dict[str, str] | None = None, cwd: Path | None = None
+        self,
+        args: Sequence[str] = (),
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
+        host: str = "127.0.0.1",
     ) -> None:
         self.port = free_port()
-        self.target = f"127.0.0.1:{self.port}"
+        self.target = f"{host}:{self.port}"
         run_dir = Path(tempfile.mkdtemp(prefix="routeiq-svc-"))
+        self.run_dir = run_dir
         self.log_path = run_dir / "service.log"
         # No drain delay at SIGTERM unless a test asks for one (tests stop services often);
         # decision events in the run's own directory unless a test says where.
@@ -38,8 +43,9 @@ class ServiceProcess:
             **(env or {}),
         }
         self._log = self.log_path.open("wb")
+        command = [sys.executable, "-m", "router_service", "serve", "--host", host]
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "router_service", "serve", "--port", str(self.port), *args],
+            [*command, "--port", str(self.port), *args],
             stdout=self._log,
             stderr=subprocess.STDOUT,
             env=full_env,
