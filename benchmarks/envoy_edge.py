@@ -72,8 +72,8 @@ time.sleep(1e9)
 
 _NOOP_PROCESSOR = """
 import grpc, uvloop
-from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
-from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as ep_grpc
+from router_service._proto.envoy.service.ext_proc.v3 import external_processor_pb2 as ep
+from router_service._proto.envoy.service.ext_proc.v3 import external_processor_pb2_grpc as ep_grpc
 HEADERS = ep.ProcessingResponse(request_headers=ep.HeadersResponse())
 BODY = ep.ProcessingResponse(request_body=ep.BodyResponse())
 class NoOp:

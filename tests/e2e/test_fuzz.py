@@ -10,11 +10,11 @@ from pathlib import Path
 
 import grpc
 import pytest
-from envoy.config.core.v3 import base_pb2 as core
-from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from router_service._proto.envoy.config.core.v3 import base_pb2 as core
+from router_service._proto.envoy.service.ext_proc.v3 import external_processor_pb2 as ep
 from router_service.proto import SERVICE_NAME, pb, pb_grpc
 from router_service.surfaces.ext_proc import EXT_PROC_SERVICE_NAME
 from tests.support.procs import ServiceProcess
