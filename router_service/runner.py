@@ -48,12 +48,22 @@ def _worker(settings_json: str) -> None:
 
 def _for_worker(settings: Settings, index: int) -> str:
     """Worker ``index``'s settings as JSON: its metrics endpoint is ``metrics.port + index``,
-    its decision events file ``events-INDEX.jsonl`` (each file has one writer, which rotates it)."""
-    events = settings.telemetry.events
-    path = Path(events.path)
-    events = events.model_copy(update={"path": path.with_name(f"{path.stem}-{index}{path.suffix}")})
+    and each file it appends to (decision events, outcome reports, shadow decisions) gets
+    ``-INDEX`` before its suffix: every file has one writer (which also rotates it)."""
+
+    def own(path: Path) -> Path:
+        return path.with_name(f"{path.stem}-{index}{path.suffix}")
+
+    telemetry = settings.telemetry
+    events = telemetry.events.model_copy(update={"path": own(Path(telemetry.events.path))})
     update: dict[str, object] = {
-        "telemetry": settings.telemetry.model_copy(update={"events": events})
+        "telemetry": telemetry.model_copy(
+            update={
+                "events": events,
+                "outcomes_path": own(Path(telemetry.outcomes_path)),
+                "shadow_path": own(Path(telemetry.shadow_path)),
+            }
+        )
     }
     port = settings.metrics.port
     if port is not None and port != 0:

@@ -317,13 +317,17 @@ class RouterServer:
             self.metrics.serve_http(self.settings.metrics.host, self.settings.metrics.port)
         await server.start()
         self._server = server
-        for extra in (self._ext_server, self._health_server):
-            if extra is not None:
-                await extra.start()
-        self.engine.install(await asyncio.to_thread(self.routers.load))
-        self.routers.start()
-        if ext_proc is not None:
-            ext_proc.check()
+        try:
+            for extra in (self._ext_server, self._health_server):
+                if extra is not None:
+                    await extra.start()
+            self.engine.install(await asyncio.to_thread(self.routers.load))
+            self.routers.start()
+            if ext_proc is not None:
+                ext_proc.check()
+        except BaseException:  # a start-up that fails releases what it started
+            await self.stop(0)
+            raise
         await self._set_health(health_pb2.HealthCheckResponse.SERVING)
         log.info(
             "serving %d router(s) on %s:%d", len(self.engine.table.routers), cfg.host, self.port

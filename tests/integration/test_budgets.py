@@ -148,3 +148,26 @@ def test_budget_settings_are_checked(
 ) -> None:
     with pytest.raises(ConfigError, match=message):
         make_settings(budgets=[budget])
+
+
+def test_a_start_that_fails_releases_its_port(
+    default_bundle: Path, make_settings: Callable[..., Settings]
+) -> None:
+    import socket
+
+    settings = make_settings(
+        bundles=[str(default_bundle)], budgets=[{**BUDGET, "router": "cheapest"}]
+    )
+    server = RouterServer(settings)
+
+    async def start() -> None:
+        with pytest.raises(ConfigError, match="not a loaded learned router"):
+            await server.start()
+
+    asyncio.run(start())
+    assert server.port and server._server is None
+    with (
+        pytest.raises(ConnectionRefusedError),
+        socket.create_connection(("127.0.0.1", server.port), timeout=2),
+    ):
+        pass

@@ -207,7 +207,7 @@ def test_the_store_setting_is_checked(store: str, make_settings: Callable[..., S
         assert build_events(settings, Metrics()).store.name == "jsonl"
 
 
-def test_each_worker_writes_its_own_events_file(make_settings: Callable[..., Settings]) -> None:
+def test_each_worker_writes_its_own_files(make_settings: Callable[..., Settings]) -> None:
     from router_service.runner import _for_worker
 
     settings = make_settings(metrics={"port": 9464})
@@ -215,4 +215,10 @@ def test_each_worker_writes_its_own_events_file(make_settings: Callable[..., Set
     paths = [Path(w.telemetry.events.path) for w in workers]
     base = Path(settings.telemetry.events.path)
     assert paths == [base.with_name("events-0.jsonl"), base.with_name("events-1.jsonl")]
+    outcomes = [Path(w.telemetry.outcomes_path).name for w in workers]
+    shadows = [Path(w.telemetry.shadow_path).name for w in workers]
+    assert (outcomes, shadows) == (
+        ["outcomes-0.jsonl", "outcomes-1.jsonl"],
+        ["shadow-0.jsonl", "shadow-1.jsonl"],
+    )
     assert [w.metrics.port for w in workers] == [9464, 9465]
