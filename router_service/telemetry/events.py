@@ -46,6 +46,7 @@ from typing import Any, Protocol
 import orjson
 
 from router_service.domain import Decision, Outcome, RouteInput
+from router_service.telemetry.outcomes import outcome_doc
 
 __all__ = [
     "DecisionEvents",
@@ -189,18 +190,15 @@ class DecisionEvents:
 
     # -- the answer's path: append or drop, nothing else -----------------------------------
     def record(self, req: RouteInput, decision: Decision, side: str) -> None:
-        if len(self._buffer) >= self._max:
-            self._drop()
-            return
-        self._buffer.append((time.time(), req, decision, side))
+        self._put((time.time(), req, decision, side))
 
     def record_outcome(self, outcome: Outcome) -> None:
-        if len(self._buffer) >= self._max:
-            self._drop()
-            return
-        self._buffer.append((time.time(), outcome))
+        self._put((time.time(), outcome))
 
-    def _drop(self) -> None:
+    def _put(self, event: _Event) -> None:
+        if len(self._buffer) < self._max:
+            self._buffer.append(event)
+            return
         self.dropped += 1
         if self._on_dropped is not None:
             self._on_dropped(1)
@@ -243,7 +241,7 @@ class DecisionEvents:
     def _line(self, event: _Event) -> bytes:
         if len(event) == 2:
             ts, outcome = event
-            return orjson.dumps(_outcome_doc(ts, outcome))
+            return orjson.dumps({"type": "outcome", **outcome_doc(outcome, ts)})
         ts, req, decision, side = event
         doc = _decision_doc(ts, req, decision, side)
         text = req.text()
@@ -302,18 +300,3 @@ def _decision_doc(ts: float, req: RouteInput, decision: Decision, side: str) -> 
 def _short(value: float | None) -> float | None:
     """5 decimals (predictions are float32: more digits are noise); NaN and ±inf as null."""
     return round(value, 5) if value is not None and math.isfinite(value) else None
-
-
-def _outcome_doc(ts: float, outcome: Outcome) -> dict[str, Any]:
-    return {
-        "type": "outcome",
-        "ts": round(ts, 6),
-        "request_id": outcome.request_id,
-        "model": outcome.model,
-        "quality": outcome.quality,
-        "latency_ms": outcome.latency_ms,
-        "cost_usd": outcome.cost_usd,
-        "failed": outcome.failed,
-        "router": outcome.router,
-        "labels": dict(outcome.labels),
-    }

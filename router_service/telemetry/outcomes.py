@@ -17,7 +17,7 @@ from typing import Protocol
 from router_service.domain import Outcome
 from router_service.errors import Overloaded
 
-__all__ = ["JsonlOutcomeSink", "JsonlSink", "OutcomeSink"]
+__all__ = ["JsonlOutcomeSink", "JsonlSink", "OutcomeSink", "outcome_doc"]
 
 log = logging.getLogger(__name__)
 
@@ -28,21 +28,24 @@ class OutcomeSink(Protocol):
     async def close(self) -> None: ...
 
 
+def outcome_doc(outcome: Outcome, ts: float) -> dict[str, object]:
+    """One outcome report as a JSON object (the outcome file's line, and the outcome event's
+    fields), received at UNIX time ``ts``."""
+    return {
+        "ts": round(ts, 6),
+        "request_id": outcome.request_id,
+        "model": outcome.model,
+        "quality": outcome.quality,
+        "latency_ms": outcome.latency_ms,
+        "cost_usd": outcome.cost_usd,
+        "failed": outcome.failed,
+        "router": outcome.router,
+        "labels": dict(outcome.labels),
+    }
+
+
 def _record(outcome: Outcome) -> str:
-    return json.dumps(
-        {
-            "ts": round(time.time(), 6),
-            "request_id": outcome.request_id,
-            "model": outcome.model,
-            "quality": outcome.quality,
-            "latency_ms": outcome.latency_ms,
-            "cost_usd": outcome.cost_usd,
-            "failed": outcome.failed,
-            "router": outcome.router,
-            "labels": dict(outcome.labels),
-        },
-        separators=(",", ":"),
-    )
+    return json.dumps(outcome_doc(outcome, time.time()), separators=(",", ":"))
 
 
 class JsonlSink:
