@@ -69,7 +69,6 @@ import asyncio
 import json
 import logging
 import os
-import re
 import time
 import weakref
 from collections import OrderedDict
@@ -96,6 +95,7 @@ from edge.litellm.deployments import (
 )
 from router_service.client import ClientTLS, bearer_metadata
 from router_service.proto import pb, pb_grpc
+from router_service.telemetry import TRACEPARENT
 
 if TYPE_CHECKING:
     from litellm.types.llms.openai import AllMessageValues
@@ -111,7 +111,6 @@ DEFAULT_DEADLINE_MS: Final = 30.0
 METADATA_KEY: Final = "routeiq"
 _LOG_EVERY_S: Final = 10.0
 _PRICE_CACHE_MAX: Final = 4096
-_TRACEPARENT: Final = re.compile(r"[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
 _TRACE_KEYS: Final = ("traceparent", "tracestate")
 _W3C: Final = TraceContextTextMapPropagator()
 _TRACER: Final = trace.get_tracer("routeiq.edge.litellm")  # follows the global provider once set
@@ -324,7 +323,7 @@ class RouteIQRouter(CustomLogger):
         metadata = [("x-request-id", request_id)] if request_id else []
         metadata.extend(self._auth)
         traceparent = headers.get("traceparent", "").strip().lower()
-        if _TRACEPARENT.fullmatch(traceparent):
+        if TRACEPARENT.fullmatch(traceparent):
             metadata.append(("traceparent", traceparent))
             tracestate = clean(headers.get("tracestate"), 512)
             if tracestate:

@@ -18,7 +18,6 @@ micro-batcher and the logs see no recording span and take their untraced paths.
 from __future__ import annotations
 
 import random
-import re
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeAlias
 
@@ -35,6 +34,7 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased
 from opentelemetry.trace import Tracer
 
 from router_service.config import TracingSettings
+from router_service.telemetry import TRACEPARENT
 
 __all__ = ["Tracing"]
 
@@ -44,7 +44,6 @@ if TYPE_CHECKING:
     Handler: TypeAlias = grpc.RpcMethodHandler[Any, Any]  # generic in the stubs only
 else:
     Handler = grpc.RpcMethodHandler
-_TRACEPARENT = re.compile(r"[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-([0-9a-f]{2})")
 
 
 def _exporter(cfg: TracingSettings) -> SpanExporter:
@@ -108,7 +107,7 @@ class _SampledCalls(grpc.aio.ServerInterceptor):
     def _sampled(self, metadata: Sequence[tuple[str, Any]] | None) -> bool:
         for key, value in metadata or ():
             if key == "traceparent":
-                found = _TRACEPARENT.fullmatch(value) if isinstance(value, str) else None
+                found = TRACEPARENT.fullmatch(value) if isinstance(value, str) else None
                 if found is not None:
                     return bool(int(found.group(1), 16) & 1)
                 break  # malformed: a new trace, as OpenTelemetry would start
