@@ -103,14 +103,8 @@ def proxy(
         ],
         num_retries=0,
     )
-    proc = LiteLLMProxy(config, env={"ROUTEIQ_EDGE_TARGET": service.target})
-    try:
-        proc.wait_ready()
-    except BaseException:
-        proc.stop()
-        raise
-    yield proc
-    proc.stop()
+    with LiteLLMProxy.running(config, env={"ROUTEIQ_EDGE_TARGET": service.target}) as proc:
+        yield proc
 
 
 @pytest.fixture(scope="module")

@@ -72,14 +72,8 @@ def proxy(
         "OTEL_SERVICE_NAME": EDGE_SERVICE,
         **FAST_EXPORT,
     }
-    proc = LiteLLMProxy(path, env=env)
-    try:
-        proc.wait_ready()
-    except BaseException:
-        proc.stop()
-        raise
-    yield proc
-    proc.stop()
+    with LiteLLMProxy.running(path, env=env) as proc:
+        yield proc
 
 
 def _tags(span: dict[str, Any]) -> dict[str, Any]:

@@ -14,7 +14,6 @@ import socket
 import subprocess
 import tempfile
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +32,7 @@ from router_service.proto import pb, pb_grpc
 from router_service.server import RouterServer
 from tests.support.jaeger import JaegerServer, spans_of
 from tests.support.procs import REPO, free_port, stop_process, tool
+from tests.support.traffic import KNOWN, metrics_text, route_four_ways, route_request
 
 pytestmark = pytest.mark.integration
 
@@ -40,7 +40,6 @@ DASHBOARD = REPO / "deploy" / "grafana" / "routeiq-router.json"
 ALERTS = REPO / "deploy" / "prometheus" / "alerts.yaml"
 COLLECTOR = REPO / "deploy" / "otel-collector.yaml"
 
-KNOWN = ["llama-3.1-8b-instruct", "llama-3.1-nemotron-51b-instruct"]
 HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
 # Labels Prometheus adds to every scraped series (the target's), not the service's own.
 TARGET_LABELS = {"job", "instance"}
@@ -228,12 +227,6 @@ def _parse_scrape(text: str, server: RouterServer) -> Scrape:
     return scrape
 
 
-def _scrape_text(port: int) -> str:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as reply:
-        text: str = reply.read().decode()
-    return text
-
-
 async def _scrape_after_traffic(
     default_bundle: Path,
     make_settings: Callable[..., Settings],
@@ -247,29 +240,19 @@ async def _scrape_after_traffic(
         make_settings(bundles=[str(default_bundle)], metrics={"port": port})
     )
 
-    def request(*names: str) -> pb.RouteRequest:
-        return pb.RouteRequest(
-            prompt="how many moons does mars have?",
-            candidates=[pb.Candidate(name=n) for n in names],
-        )
-
     async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
         stub = pb_grpc.RouterStub(channel)
-        miss = await stub.Route(request(*KNOWN), timeout=10)
-        hit = await stub.Route(request(*KNOWN), timeout=10)
-        fallback = await stub.Route(request("nobody-knows-a", "nobody-knows-b"), timeout=10)
-        with pytest.raises(grpc.aio.AioRpcError):
-            await stub.Route(request(), timeout=10)  # no candidates: INVALID_ARGUMENT
-        await stub.RouteBatch(pb.RouteBatchRequest(requests=[request(*KNOWN)]), timeout=10)
+        answers = await route_four_ways(stub)
+        batch = pb.RouteBatchRequest(requests=[route_request(*KNOWN)])
+        await stub.RouteBatch(batch, timeout=10)
         await stub.ReportOutcome(
-            pb.ReportOutcomeRequest(request_id="req-1", model=miss.model, latency_ms=12.0),
+            pb.ReportOutcomeRequest(request_id="req-1", model=answers.miss.model, latency_ms=12.0),
             timeout=10,
         )
         await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest())
         stream = ep_grpc.ExternalProcessorStub(channel).Process(iter(()), timeout=5)
         _ = [reply async for reply in stream]
-    assert (miss.source, hit.source, fallback.source) == (pb.MODEL, pb.CACHE, pb.FALLBACK)
-    return _parse_scrape(await asyncio.to_thread(_scrape_text, port), server)
+    return _parse_scrape(await asyncio.to_thread(metrics_text, port), server)
 
 
 def _problems(expr: str, scrape: Scrape) -> list[str]:

@@ -6,27 +6,24 @@ decisions by router, version and source, per-stage latency histograms that resol
 from __future__ import annotations
 
 import asyncio
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import grpc
-import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client.parser import text_string_to_metric_families
 
 from router_service.config import Settings
-from router_service.proto import pb, pb_grpc
+from router_service.proto import pb_grpc
 from tests.support.procs import free_port
+from tests.support.traffic import metrics_text, route_four_ways
 
 ROUTE = "routeiq.router.v1.Router/Route"
-KNOWN = ["llama-3.1-8b-instruct", "llama-3.1-nemotron-51b-instruct"]
 
 
 def _scrape(port: int) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as reply:
-        text = reply.read().decode()
+    text = metrics_text(port)
     return {
         (sample.name, frozenset(sample.labels.items())): sample.value
         for family in text_string_to_metric_families(text)
@@ -48,22 +45,11 @@ async def test_calls_decisions_stages_and_fallbacks_are_counted(
         make_settings(bundles=[str(default_bundle)], metrics={"port": port})
     )
 
-    def request(*names: str) -> pb.RouteRequest:
-        return pb.RouteRequest(
-            prompt="how many moons does mars have?",
-            candidates=[pb.Candidate(name=n) for n in names],
-        )
-
     async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
-        stub = pb_grpc.RouterStub(channel)
-        miss = await stub.Route(request(*KNOWN), timeout=10)
-        hit = await stub.Route(request(*KNOWN), timeout=10)
-        fallback = await stub.Route(request("nobody-knows-a", "nobody-knows-b"), timeout=10)
-        with pytest.raises(grpc.aio.AioRpcError) as bad:
-            await stub.Route(request(), timeout=10)  # no candidates
+        answers = await route_four_ways(pb_grpc.RouterStub(channel))
         await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest())
-    assert (miss.source, hit.source, fallback.source) == (pb.MODEL, pb.CACHE, pb.FALLBACK)
-    assert bad.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    miss = answers.miss
+    assert answers.refused.code() is grpc.StatusCode.INVALID_ARGUMENT
 
     samples = await asyncio.to_thread(_scrape, port)
     router, version = miss.router, miss.router_version

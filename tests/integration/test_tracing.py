@@ -15,6 +15,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from router_service.config import Settings
 from router_service.proto import pb, pb_grpc
 from router_service.server import RouterServer
+from tests.support.traffic import KNOWN, route_request
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 TRACEPARENT = f"00-{TRACE_ID}-00f067aa0ba902b7-01"
@@ -30,14 +31,8 @@ async def test_spans_continue_the_callers_trace_with_stage_children(
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
             stub = pb_grpc.RouterStub(channel)
-            request = pb.RouteRequest(
-                request_id="req-trace-1",
-                prompt=PROMPT,
-                candidates=[
-                    pb.Candidate(name="llama-3.1-8b-instruct"),
-                    pb.Candidate(name="llama-3.1-nemotron-51b-instruct"),
-                ],
-            )
+            request = route_request(*KNOWN)
+            request.request_id, request.prompt = "req-trace-1", PROMPT
             metadata = (("traceparent", TRACEPARENT),)
             first = await stub.Route(request, metadata=metadata, timeout=10)
             await stub.Route(request, metadata=metadata, timeout=10)  # a cache hit
@@ -129,18 +124,10 @@ async def test_one_job_span_is_linked_from_every_request_of_its_batch(
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
             stub = pb_grpc.RouterStub(channel)
-            batch = pb.RouteBatchRequest(
-                requests=[
-                    pb.RouteRequest(
-                        prompt=f"question number {i}: what is {i} + {i}?",
-                        candidates=[
-                            pb.Candidate(name="llama-3.1-8b-instruct"),
-                            pb.Candidate(name="llama-3.1-nemotron-51b-instruct"),
-                        ],
-                    )
-                    for i in range(3)
-                ]
-            )
+            requests = [route_request(*KNOWN) for _ in range(3)]
+            for i, request in enumerate(requests):
+                request.prompt = f"question number {i}: what is {i} + {i}?"
+            batch = pb.RouteBatchRequest(requests=requests)
             answers = await stub.RouteBatch(batch, timeout=10)
     finally:
         await server.stop(0)
@@ -172,13 +159,8 @@ async def test_unsampled_calls_make_no_spans_at_all(
             stub = pb_grpc.RouterStub(channel)
 
             async def route(prompt: str, *metadata: tuple[str, str]) -> None:
-                request = pb.RouteRequest(
-                    prompt=prompt,
-                    candidates=[
-                        pb.Candidate(name="llama-3.1-8b-instruct"),
-                        pb.Candidate(name="llama-3.1-nemotron-51b-instruct"),
-                    ],
-                )
+                request = route_request(*KNOWN)
+                request.prompt = prompt
                 await stub.Route(request, metadata=metadata, timeout=10)
 
             await route("no trace context at all")

@@ -8,6 +8,7 @@ one under test. Start-up takes 5–25 s here; :meth:`LiteLLMProxy.wait_ready` po
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import secrets
@@ -17,7 +18,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -118,6 +119,16 @@ class LiteLLMProxy:
                 pass
             time.sleep(0.25)
         raise TimeoutError(f"litellm not ready after {timeout_s} s:\n{self.tail()}")
+
+    @classmethod
+    @contextlib.contextmanager
+    def running(cls, config: Path, env: Mapping[str, str] | None = None) -> Iterator[LiteLLMProxy]:
+        """A ready proxy (stopped when it does not get ready, and at the end)."""
+        proc = cls(config, env)
+        try:
+            yield proc.wait_ready()
+        finally:
+            proc.stop()
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
