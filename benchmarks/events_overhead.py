@@ -54,6 +54,7 @@ import redis
 import yaml
 
 from benchmarks.machine import machine_info, proc_tree_seconds
+from benchmarks.plots import bars_with_runs, paired_bars
 from benchmarks.procs import scrape_metrics
 from benchmarks.tracing_overhead import (
     BUNDLE,
@@ -413,45 +414,31 @@ def plot(out: Path, summary: dict[str, Any], writes: dict[str, Any]) -> Path:
     draw_arms(axes, summary, [a.name for a in ARMS], COLOURS)
     stores = list(writes)
     ax = axes[0][1]
-    bars = ax.bar(
-        stores, [writes[s]["events_per_s"] for s in stores], color=["tab:blue", "tab:red"]
+    bars_with_runs(
+        ax,
+        stores,
+        [writes[s]["events_per_s"] for s in stores],
+        [writes[s]["events_per_s_runs"] for s in stores],
+        [
+            f"{writes[s]['events_per_s']:,.0f}/s, {writes[s]['bytes_per_event']:.0f} B/event"
+            for s in stores
+        ],
+        ["tab:blue", "tab:red"],
     )
-    for i, s in enumerate(stores):
-        ax.plot([i] * len(writes[s]["events_per_s_runs"]), writes[s]["events_per_s_runs"], "k.")
-    for bar, s in zip(bars, stores, strict=True):
-        ax.annotate(
-            f"{writes[s]['events_per_s']:,.0f}/s, {writes[s]['bytes_per_event']:.0f} B/event",
-            (bar.get_x() + bar.get_width() / 2, max(writes[s]["events_per_s_runs"])),
-            ha="center",
-            va="bottom",
-            fontsize=9,
-            xytext=(0, 2),
-            textcoords="offset points",
-        )
     ax.set_title("stores: events written/s (one process; median, rounds as dots)")
     ax.set_ylabel("events/s")
     ax.set_ylim(0, max(max(writes[s]["events_per_s_runs"]) for s in stores) * 1.15)
     ax = axes[1][1]
-    width = 0.38
-    xs = list(range(len(stores)))
-    ax.bar(
-        [x - width / 2 for x in xs],
-        [writes[s]["cpu_us_per_event"] for s in stores],
-        width,
-        label="writer's process CPU",
-        color="tab:purple",
+    paired_bars(
+        ax,
+        stores,
+        [
+            ([writes[s]["cpu_us_per_event"] for s in stores], "writer's process CPU", "tab:purple"),
+            ([writes[s]["redis_cpu_us_per_event"] for s in stores], "redis-server CPU", "tab:red"),
+        ],
     )
-    ax.bar(
-        [x + width / 2 for x in xs],
-        [writes[s]["redis_cpu_us_per_event"] for s in stores],
-        width,
-        label="redis-server CPU",
-        color="tab:red",
-    )
-    ax.set_xticks(xs, stores)
     ax.set_title("stores: CPU per event written")
     ax.set_ylabel("µs")
-    ax.legend(fontsize=8)
     for ax in axes.flat:
         ax.grid(True, axis="y", alpha=0.3)
     fig.suptitle("Decision events off / to JSONL / to a Redis stream (cache hits)")

@@ -4,10 +4,49 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from benchmarks.report import Row
 
-__all__ = ["write_plots"]
+__all__ = ["bars_with_runs", "paired_bars", "write_plots"]
+
+
+def bars_with_runs(
+    ax: Any,
+    names: Sequence[str],
+    medians: Sequence[float],
+    runs: Sequence[Sequence[float]],
+    labels: Sequence[str],
+    colours: Sequence[str],
+) -> None:
+    """A bar per name at its median, each run a dot on it, ``labels`` above the highest dot."""
+    bars = ax.bar(list(names), list(medians), color=list(colours))
+    for i, values in enumerate(runs):
+        ax.plot([i] * len(values), list(values), "k.", ms=4)
+    for bar, values, label in zip(bars, runs, labels, strict=True):
+        ax.annotate(
+            label,
+            (bar.get_x() + bar.get_width() / 2, max(values)),
+            ha="center",
+            va="bottom",
+            fontsize=9,
+            xytext=(0, 2),
+            textcoords="offset points",
+        )
+
+
+def paired_bars(
+    ax: Any,
+    names: Sequence[str],
+    pairs: Sequence[tuple[Sequence[float], str, str]],
+) -> None:
+    """Two bars per name, side by side: ``(values, label, colour)`` each, with a legend."""
+    width = 0.38
+    xs = list(range(len(names)))
+    for offset, (values, label, colour) in zip((-width / 2, width / 2), pairs, strict=True):
+        ax.bar([x + offset for x in xs], list(values), width, label=label, color=colour)
+    ax.set_xticks(xs, list(names))
+    ax.legend(fontsize=8)
 
 
 def write_plots(out: Path, rows: Sequence[Row], names: Sequence[str]) -> list[Path]:

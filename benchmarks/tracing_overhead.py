@@ -45,6 +45,7 @@ import yaml
 
 from benchmarks.ghz import Load, pinned, run_ghz
 from benchmarks.machine import CpuWindow, QuietReport, machine_info, wait_quiet
+from benchmarks.plots import bars_with_runs, paired_bars
 from benchmarks.procs import REPO, Proc, free_ports, scrape_metrics, service_argv
 from benchmarks.workload import (
     candidates_from_bundle,
@@ -353,43 +354,28 @@ def draw_arms(
     names = list(arms)
     for col, (workload, found) in enumerate(summary.items()):
         ax = axes[0][col]
-        bars = ax.bar(names, [found[n]["rps_c64"] for n in names], color=list(colours))
-        for i, n in enumerate(names):
-            ax.plot([i] * len(found[n]["rps_c64_runs"]), found[n]["rps_c64_runs"], "k.", ms=4)
-        for bar, n in zip(bars, names, strict=True):
-            ax.annotate(
-                f"{found[n]['ratio_c64']:.3f}×",
-                (bar.get_x() + bar.get_width() / 2, max(found[n]["rps_c64_runs"])),  # above dots
-                ha="center",
-                va="bottom",
-                fontsize=9,
-                xytext=(0, 2),
-                textcoords="offset points",
-            )
+        bars_with_runs(
+            ax,
+            names,
+            [found[n]["rps_c64"] for n in names],
+            [found[n]["rps_c64_runs"] for n in names],
+            [f"{found[n]['ratio_c64']:.3f}×" for n in names],
+            colours,
+        )
         ax.set_title(f"cache {workload}: calls/s at 64 in flight (median, rounds as dots)")
         ax.set_ylabel("calls/s")
         ax.set_ylim(0, max(max(found[n]["rps_c64_runs"]) for n in names) * 1.12)
         ax = axes[1][col]
-        width = 0.38
-        xs = list(range(len(names)))
-        ax.bar(
-            [x - width / 2 for x in xs],
-            [found[n]["p50_ms_c1"] for n in names],
-            width,
-            label="p50",
-            color="tab:blue",
+        paired_bars(
+            ax,
+            names,
+            [
+                ([found[n]["p50_ms_c1"] for n in names], "p50", "tab:blue"),
+                ([found[n]["p99_ms_c1"] for n in names], "p99", "tab:red"),
+            ],
         )
-        ax.bar(
-            [x + width / 2 for x in xs],
-            [found[n]["p99_ms_c1"] for n in names],
-            width,
-            label="p99",
-            color="tab:red",
-        )
-        ax.set_xticks(xs, names)
         ax.set_title(f"cache {workload}: latency at 1 in flight (median)")
         ax.set_ylabel("ms")
-        ax.legend(fontsize=8)
 
 
 def plot(out: Path, summary: Mapping[str, Any]) -> Path:
