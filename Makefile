@@ -100,9 +100,17 @@ pytest: install tools
 
 test: lint typecheck proto-check pytest ## the whole suite, as CI runs it
 
-lock: install ## re-resolve requirements/lock.txt from pyproject.toml
-	$(VENV)/bin/uv pip compile pyproject.toml --extra dev --generate-hashes \
-		--python-version 3.11 --no-header -o requirements/lock.txt
+# lock.txt: the whole development environment (base + train + dev extras), pins kept unless
+# pyproject.toml asks otherwise. serve.txt: the base dependencies alone (what the service image
+# installs), at lock.txt's versions.
+UV_COMPILE := $(VENV)/bin/uv pip compile pyproject.toml --generate-hashes --python-version 3.11 \
+	--no-header
+lock: install ## re-resolve requirements/lock.txt and requirements/serve.txt from pyproject.toml
+	$(UV_COMPILE) --extra train --extra dev -o requirements/lock.txt
+	{ echo "# The serving path alone: pyproject.toml's base dependencies at requirements/lock.txt's"; \
+	  echo "# versions (make lock). The service image and tests/e2e/test_serve_extra.py install it"; \
+	  echo "# with --require-hashes; no scikit-learn, skl2onnx, scipy or compilers."; \
+	  $(UV_COMPILE) -c requirements/lock.txt --quiet; } > requirements/serve.txt
 
 bench: install tools ## ghz load scenarios + baselines -> benchmarks/results/<UTC>/ (~35 min)
 	PATH="$(CURDIR)/$(TOOLS):$$PATH" $(PY) -m benchmarks.run $(BENCH_ARGS)

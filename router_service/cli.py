@@ -1,4 +1,5 @@
-"""``routeiq-router``: run the service (``serve``) or ask it (``route``, ``routers``)."""
+"""``routeiq-router``: run the service (``serve``) or ask it (``route``, ``routers``,
+``health``)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ from typing import Any
 
 import grpc
 from google.protobuf import json_format
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from router_service.client import ClientTLS, RouterClient, parse_candidates
+from router_service.client import ClientTLS, RouterClient, bearer_metadata, parse_candidates
 from router_service.config import load_settings
 from router_service.errors import BundleError, ConfigError
 from router_service.proto import pb
@@ -40,7 +42,7 @@ def _serve(args: argparse.Namespace) -> int:
         return 2
 
 
-def _client(args: argparse.Namespace) -> RouterClient:
+def _tls(args: argparse.Namespace) -> ClientTLS | None:
     given = (args.ca, args.cert, args.key, args.server_name)
     tls = ClientTLS.from_env("ROUTEIQ_TLS")
     if args.tls or any(v is not None for v in given):
@@ -51,8 +53,38 @@ def _client(args: argparse.Namespace) -> RouterClient:
             key_file=args.key or base.key_file,
             server_name=args.server_name or base.server_name,
         )
+    return tls
+
+
+def _client(args: argparse.Namespace) -> RouterClient:
     token = os.environ.get("ROUTEIQ_TOKEN") or None
-    return RouterClient(args.target, args.timeout, tls, token)
+    return RouterClient(args.target, args.timeout, _tls(args), token)
+
+
+def _health(args: argparse.Namespace) -> int:
+    """The standard ``grpc.health.v1.Health/Check`` of ``--service`` (empty: the server as a
+    whole). Exit code 0 only when the answer is SERVING; 1 for any other status or a failed
+    call (unreachable, deadline, refused). For container HEALTHCHECKs and exec probes."""
+    tls = _tls(args)
+    channel = (
+        grpc.insecure_channel(args.target)
+        if tls is None
+        else grpc.secure_channel(args.target, tls.credentials(), options=tls.options())
+    )
+    try:
+        reply = health_pb2_grpc.HealthStub(channel).Check(
+            health_pb2.HealthCheckRequest(service=args.service),
+            timeout=args.timeout,
+            metadata=bearer_metadata(os.environ.get("ROUTEIQ_TOKEN") or None),
+        )
+    except grpc.RpcError as exc:
+        print(f"routeiq-router: {exc.code().name}: {exc.details()}", file=sys.stderr)
+        return 1
+    finally:
+        channel.close()
+    status = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
+    print(status)
+    return 0 if reply.status == health_pb2.HealthCheckResponse.SERVING else 1
 
 
 def _print(message: Any, as_json: bool) -> None:
@@ -123,6 +155,7 @@ def _parser() -> argparse.ArgumentParser:
     for name, func, helptext in (
         ("route", _route, "ask the service for one decision"),
         ("routers", _routers, "list the routers the service has loaded"),
+        ("health", _health, "standard gRPC health check: exit 0 only when SERVING"),
     ):
         cmd = sub.add_parser(name, help=helptext)
         cmd.add_argument(
@@ -131,7 +164,8 @@ def _parser() -> argparse.ArgumentParser:
             help="service address (default $ROUTEIQ_TARGET, else 127.0.0.1:50051)",
         )
         cmd.add_argument("--timeout", type=float, default=5.0, help="deadline in seconds")
-        cmd.add_argument("--json", action="store_true", help="print the answer as JSON")
+        if name != "health":
+            cmd.add_argument("--json", action="store_true", help="print the answer as JSON")
         cmd.epilog = "A bearer token for the service's auth is read from $ROUTEIQ_TOKEN."
         tls = cmd.add_argument_group("TLS (defaults: $ROUTEIQ_TLS_CA, _CERT, _KEY, _SERVER_NAME)")
         tls.add_argument("--tls", action="store_true", help="TLS with the system's CA roots")
@@ -140,6 +174,12 @@ def _parser() -> argparse.ArgumentParser:
         tls.add_argument("--key", type=Path, help="client certificate's private key")
         tls.add_argument("--server-name", help="name expected in the service's certificate")
         cmd.set_defaults(func=func)
+        if name == "health":
+            cmd.add_argument(
+                "--service",
+                default="",
+                help="service name to check, e.g. routeiq.router.v1.Router (default: the server)",
+            )
         if name == "route":
             cmd.add_argument("--prompt", required=True)
             cmd.add_argument(

@@ -1,0 +1,198 @@
+"""The serving path installs on its own: a fresh venv with requirements/serve.txt (hash-locked)
+and the project's wheel (no dependencies) serves the default learned bundle, answers a real
+Route from it, and holds no training library; its ``routeiq-router health`` (the image's
+HEALTHCHECK) exits 0 only while the service is SERVING."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from router_service.client import RouterClient, parse_candidates
+from router_service.proto import pb
+from tests.support.procs import REPO, free_port, stop_process, wait_serving
+
+pytestmark = pytest.mark.e2e
+
+TRAIN_ONLY = ("scikit-learn", "skl2onnx", "scipy", "skops", "matplotlib", "safetensors")
+PIP = ("-m", "pip", "install", "--quiet", "--disable-pip-version-check")
+
+
+def _run(*args: str | Path, timeout: float = 600, cwd: Path | None = None) -> str:
+    done = subprocess.run(
+        [str(a) for a in args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        cwd=cwd,
+    )
+    assert done.returncode == 0, f"{args}: {done.stdout}\n{done.stderr}"
+    return done.stdout
+
+
+@dataclass(frozen=True)
+class ServeVenv:
+    root: Path
+
+    @property
+    def python(self) -> Path:
+        return self.root / "bin" / "python"
+
+    @property
+    def cli(self) -> Path:
+        return self.root / "bin" / "routeiq-router"
+
+
+@pytest.fixture(scope="module")
+def serve_venv(tmp_path_factory: pytest.TempPathFactory) -> ServeVenv:
+    """python -m venv; pip install --require-hashes -r requirements/serve.txt (every dependency
+    pinned and hashed, or pip refuses); the project's wheel with --no-deps, as the image does."""
+    work = tmp_path_factory.mktemp("serve-venv")
+    venv = ServeVenv(work / "venv")
+    _run(sys.executable, "-m", "venv", venv.root)
+    _run(venv.python, *PIP, "--require-hashes", "-r", REPO / "requirements" / "serve.txt")
+    wheels = work / "wheels"
+    _run(
+        sys.executable,
+        "-m",
+        "pip",
+        "wheel",
+        "--quiet",
+        "--no-deps",
+        "--no-build-isolation",
+        "-w",
+        wheels,
+        REPO,
+        cwd=work,
+    )
+    (wheel,) = wheels.glob("routeiq_router-*.whl")
+    _run(venv.python, *PIP, "--no-deps", wheel)
+    return venv
+
+
+@dataclass
+class Served:
+    venv: ServeVenv
+    target: str
+    proc: subprocess.Popen[bytes]
+    run_dir: Path
+
+
+@pytest.fixture(scope="module")
+def served(serve_venv: ServeVenv, default_bundle: Path) -> Iterator[Served]:
+    """The fresh venv's ``routeiq-router serve --bundle <default>``, run outside the checkout
+    (so nothing is imported from the source tree), with a drain delay to observe at SIGTERM."""
+    run_dir = serve_venv.root.parent / "run"
+    run_dir.mkdir()
+    port = free_port()
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("ROUTEIQ_", "PYTHON", "VIRTUAL"))
+    }
+    env.update(
+        ROUTEIQ_SERVER__DRAIN_DELAY_S="3",
+        ROUTEIQ_TELEMETRY__OUTCOMES_PATH=str(run_dir / "outcomes.jsonl"),
+        ROUTEIQ_TELEMETRY__SHADOW_PATH=str(run_dir / "shadow.jsonl"),
+        ROUTEIQ_TELEMETRY__EVENTS__PATH=str(run_dir / "events.jsonl"),
+        ROUTEIQ_TELEMETRY__EVENTS__HASH_KEY_FILE=str(run_dir / "prompt-hash.key"),
+    )
+    log = (run_dir / "service.log").open("wb")
+    command = [serve_venv.cli, "serve", "--host", "127.0.0.1", "--port", str(port)]
+    proc = subprocess.Popen(
+        [*command, "--bundle", str(default_bundle)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+        cwd=run_dir,
+    )
+    try:
+        wait_serving(f"127.0.0.1:{port}", proc, timeout_s=60)
+        yield Served(serve_venv, f"127.0.0.1:{port}", proc, run_dir)
+    finally:
+        stop_process(proc, 20)
+        log.close()
+
+
+def _installed(venv: ServeVenv) -> set[str]:
+    out = _run(venv.python, "-m", "pip", "list", "--format=freeze", "--disable-pip-version-check")
+    return {line.split("==")[0].lower() for line in out.splitlines() if "==" in line}
+
+
+def test_the_serve_venv_holds_no_training_library(serve_venv: ServeVenv) -> None:
+    installed = _installed(serve_venv)
+    assert {"routeiq-router", "onnxruntime", "grpcio", "tokenizers"} <= installed
+    assert not installed & set(TRAIN_ONLY), sorted(installed & set(TRAIN_ONLY))
+    names = ("sklearn", "skl2onnx", "scipy")
+    probe = f"import importlib.util as u; print([m for m in {names!r} if u.find_spec(m)])"
+    assert _run(serve_venv.python, "-c", probe).strip() == "[]"
+
+
+def test_the_serve_venv_answers_from_the_learned_router(served: Served) -> None:
+    client = RouterClient(served.target, timeout_s=10)
+    try:
+        answer = client.route(
+            "Write a python function to reverse a linked list",
+            parse_candidates("qwen2.5-7b-instruct,llama-3.1-nemotron-51b-instruct,gemma-2-9b-it"),
+        )
+    finally:
+        client.close()
+    assert answer.source == pb.Source.MODEL, answer
+    assert answer.router == "llmrouter-knn-tfidf"
+    assert answer.model in {
+        "qwen2.5-7b-instruct",
+        "llama-3.1-nemotron-51b-instruct",
+        "gemma-2-9b-it",
+    }
+    assert len(answer.scores) == 3
+    # the process serving it is the fresh venv's, which never imported a training library
+    maps = Path(f"/proc/{served.proc.pid}/maps").read_text()
+    assert str(served.venv.root) in maps
+    for package in ("sklearn", "scipy", "skl2onnx"):
+        assert f"site-packages/{package}/" not in maps, package
+
+
+def test_health_exits_0_only_while_serving(served: Served) -> None:
+    health = [str(served.venv.cli), "health", "--target", served.target, "--timeout", "2"]
+    ok = subprocess.run(health, capture_output=True, text=True, timeout=30, check=False)
+    assert (ok.returncode, ok.stdout.strip()) == (0, "SERVING"), ok.stderr
+    router = subprocess.run(
+        [*health, "--service", "routeiq.router.v1.Router"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert (router.returncode, router.stdout.strip()) == (0, "SERVING"), router.stderr
+    unknown = subprocess.run(
+        [*health, "--service", "no.such.Service"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert unknown.returncode == 1
+    assert "NOT_FOUND" in unknown.stderr
+
+    # SIGTERM: the service drains for drain_delay_s, NOT_SERVING while still answering
+    os.kill(served.proc.pid, signal.SIGTERM)
+    deadline = time.monotonic() + 3
+    draining = None
+    while time.monotonic() < deadline:
+        draining = subprocess.run(health, capture_output=True, text=True, timeout=30, check=False)
+        if draining.stdout.strip() == "NOT_SERVING":
+            break
+        time.sleep(0.1)
+    assert draining is not None
+    assert (draining.returncode, draining.stdout.strip()) == (1, "NOT_SERVING"), draining.stderr
+    assert served.proc.wait(30) == 0
+    gone = subprocess.run(health, capture_output=True, text=True, timeout=30, check=False)
+    assert gone.returncode == 1
+    assert "UNAVAILABLE" in gone.stderr
