@@ -15,10 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import trustme
 
 from router_service.client import RouterClient, parse_candidates
 from router_service.proto import pb
-from tests.support.procs import REPO, free_port, stop_process, wait_serving
+from tests.support.procs import REPO, ServiceProcess, free_port, stop_process, wait_serving
 
 pytestmark = pytest.mark.e2e
 
@@ -196,3 +197,53 @@ def test_health_exits_0_only_while_serving(served: Served) -> None:
     gone = subprocess.run(health, capture_output=True, text=True, timeout=30, check=False)
     assert gone.returncode == 1
     assert "UNAVAILABLE" in gone.stderr
+
+
+def test_health_speaks_tls_and_the_plaintext_health_port(tmp_path: Path) -> None:
+    """Under TLS, `health` checks the gRPC port with the CLI's TLS options (flags or
+    ROUTEIQ_TLS_*), and the probes' plaintext tls.health_port without them."""
+    ca = trustme.CA()
+    leaf = ca.issue_cert("routeiq-router.test")
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    leaf.private_key_and_cert_chain_pem.write_to_path(str(tmp_path / "server.pem"))
+    leaf.private_key_pem.write_to_path(str(tmp_path / "server.key"))
+    health_port = free_port()
+    svc = ServiceProcess(
+        env={
+            "ROUTEIQ_TLS__CERT_FILE": str(tmp_path / "server.pem"),
+            "ROUTEIQ_TLS__KEY_FILE": str(tmp_path / "server.key"),
+            "ROUTEIQ_TLS__HEALTH_PORT": str(health_port),
+        }
+    )
+    try:
+        wait_serving(f"127.0.0.1:{health_port}", svc.proc, timeout_s=30)
+        cli = [sys.executable, "-m", "router_service", "health", "--timeout", "3"]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ROUTEIQ_")}
+
+        def health(*args: str, **extra: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                [*cli, *args],
+                capture_output=True,
+                text=True,
+                timeout=30,
+                check=False,
+                env={**env, **extra},
+                cwd=REPO,
+            )
+
+        tls = ("--ca", str(tmp_path / "ca.pem"), "--server-name", "routeiq-router.test")
+        ok = health("--target", svc.target, *tls)
+        assert (ok.returncode, ok.stdout.strip()) == (0, "SERVING"), ok.stderr
+        from_env = health(
+            "--target",
+            svc.target,
+            ROUTEIQ_TLS_CA=str(tmp_path / "ca.pem"),
+            ROUTEIQ_TLS_SERVER_NAME="routeiq-router.test",
+        )
+        assert (from_env.returncode, from_env.stdout.strip()) == (0, "SERVING"), from_env.stderr
+        plaintext = health("--target", svc.target)
+        assert plaintext.returncode == 1 and plaintext.stdout == ""
+        probe = health("--target", f"127.0.0.1:{health_port}")
+        assert (probe.returncode, probe.stdout.strip()) == (0, "SERVING"), probe.stderr
+    finally:
+        assert svc.stop() == 0
