@@ -76,9 +76,35 @@ def _summary(report: dict[str, Any], unit: str) -> str:
     return "\n".join(lines)
 
 
+def _telemetry_summary(report: dict[str, Any]) -> str:
+    ev = report["evaluation"]
+    cmp, a, b = ev["comparison"], ev["challenger"], ev["champion"]
+    dropped = ", ".join(f"{k} {v}" for k, v in report["join"]["dropped"].items()) or "none"
+    return "\n".join(
+        [
+            f"router {report['router']}: {report['join']['joined']} joined requests "
+            f"(left out: {dropped}); held out the latest {ev['rows']}",
+            f"{'policy':<26}{'quality':>9}{'± se':>8}{'cost':>10}{'evidence':>10}",
+            f"{'challenger (λ ' + format(a['cost_weight'], '.3g') + ')':<26}"
+            f"{a['quality']:>9.4f}{a['quality_se']:>8.4f}{a['cost']:>10.4g}{a['matched_rows']:>10}",
+            f"{'champion (v' + ev['champion_version'] + ', as logged)':<26}"
+            f"{b['quality']:>9.4f}{b['quality_se']:>8.4f}{b['cost']:>10.4g}{b['matched_rows']:>10}",
+            f"gain {cmp['quality_gain']:+.4f} ± {cmp['quality_gain_se']:.4f} (95 % lower bound "
+            f"{cmp['quality_gain_lower95']:+.4f}), cost {cmp['cost_ratio']:.3f}× the champion's",
+            f"estimator: {report['estimator']}",
+        ]
+    )
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
+    if args.from_telemetry is not None:
+        return _cmd_train_telemetry(args)
+    if args.data is None:
+        raise ValueError("train needs --data (a dataset) or --from-telemetry (your traffic)")
     from converters.train import train_bundle
 
+    if args.router is None:
+        args.router = "knn"
     opts = _train_options(args, args.out)
     result = train_bundle(opts, _step, _bar)
     m = result.manifest
@@ -98,6 +124,45 @@ def _cmd_train(args: argparse.Namespace) -> int:
     else:
         print(f"bundle {m.name}@{m.version} written to {args.out} in {result.seconds:.1f} s")
         print(_summary(result.report, m.cost_unit))
+    return 0
+
+
+def _cmd_train_telemetry(args: argparse.Namespace) -> int:
+    from converters.retrain import TelemetryOptions, train_from_telemetry
+
+    opts = TelemetryOptions(
+        source=args.from_telemetry,
+        out=args.out,
+        router=args.router or "logistic",
+        featurizer=args.featurizer,
+        name=args.name,
+        data=args.data,
+        fmt=args.format,
+        holdout=args.holdout,
+        seed=args.seed,
+        svd_dims=None if args.svd_dims == 0 else args.svd_dims,
+        params=json.loads(args.params),
+        target=args.target,
+        max_weight=args.max_weight,
+    )
+    result = train_from_telemetry(opts, _step, _bar)
+    m = result.manifest
+    _sign(args)
+    if args.plot:
+        from converters.evaluation.report import plot_telemetry
+
+        _step(f"plot written to {plot_telemetry(result.report, args.plot)}")
+    if args.json:
+        print(
+            json.dumps(
+                {"bundle": str(args.out), "name": m.name, "version": m.version}
+                | {"report": result.report},
+                indent=2,
+            )
+        )
+    else:
+        print(f"bundle {m.name}@{m.version} written to {args.out} in {result.seconds:.1f} s")
+        print(_telemetry_summary(result.report))
     return 0
 
 
@@ -213,6 +278,11 @@ def _cmd_publish(args: argparse.Namespace) -> int:
     from converters.registry_ops import publish, set_rollout
 
     store = _store(args)
+    if args.if_better:
+        better, why = _better(store, args)
+        print(why)
+        if not better:
+            return NOT_PUBLISHED
     held = args.canary is not None or args.shadow
     done = publish(store, args.bundle, args.sign, hold=held)
     signed = f", signed by {done.signed_by}" if done.signed_by else ""
@@ -228,6 +298,36 @@ def _cmd_publish(args: argparse.Namespace) -> int:
         )
         print(f"rollout: {rollout.describe()}")
     return 0
+
+
+NOT_PUBLISHED = 3
+"""``publish --if-better``'s exit status when the bundle does not beat the champion."""
+
+
+def _better(store: Any, args: argparse.Namespace) -> tuple[bool, str]:
+    """Whether the bundle beat the champion it was judged against (``train --from-telemetry``)
+    by the margin, and that champion still serves."""
+    from converters.registry_ops import MAX_FILE_BYTES
+    from converters.retrain import verdict
+    from router_service.bundles.verify import verify_bundle
+
+    manifest = verify_bundle(args.bundle, MAX_FILE_BYTES).manifest
+    evaluation = manifest.provenance.get("telemetry_evaluation")
+    if not isinstance(evaluation, dict):
+        raise ValueError(
+            f"{args.bundle}: no evaluation against a champion; --if-better needs a bundle "
+            "trained with --from-telemetry"
+        )
+    listing = store.listing().get(manifest.name)
+    serving = None if listing is None else (listing.rollout.champion or listing.newest)
+    judged = evaluation.get("champion_version", "")
+    if serving is not None and str(serving) != judged:
+        return False, (
+            f"not published: judged against {manifest.name} version {judged or '?'}, but the "
+            f"registry's champion is version {serving}; retrain on its traffic"
+        )
+    better, why = verdict(evaluation, args.margin, args.cost_tolerance)
+    return better, ("publishing: " if better else "not published: ") + why
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
@@ -324,14 +424,14 @@ def _cmd_export_encoder(args: argparse.Namespace) -> int:
     return 0
 
 
-def _router_args(cmd: argparse.ArgumentParser) -> None:
+def _router_args(cmd: argparse.ArgumentParser, default: str | None = "knn") -> None:
     """How to train a router: shared by ``train`` and ``ood``."""
     cmd.add_argument(
         "--router",
         choices=ROUTER_CHOICES,
-        default="knn",
+        default=default,
         help="auto: the kind that gains most on the validation slice; tier: quality per price "
-        "rung, routes between any priced models",
+        "rung, routes between any priced models (default: knn; logistic from telemetry)",
     )
     cmd.add_argument("--featurizer", choices=FEATURIZER_KINDS, default="tfidf")
     cmd.add_argument("--seed", type=int, default=0)
@@ -340,7 +440,8 @@ def _router_args(cmd: argparse.ArgumentParser) -> None:
     cmd.add_argument(
         "--target",
         help="default λ target: best-single, cost:X, top-share:S, quality-share:F or "
-        "quality-of:MODEL:F (default: best-single; quality-share:0.97 for tier)",
+        "quality-of:MODEL:F (default: best-single; quality-share:0.97 for tier); from "
+        "telemetry: champion-cost (default) or cost:X",
     )
     cmd.add_argument(
         "--task-smoothing",
@@ -397,6 +498,24 @@ def _registry_commands(sub: Any) -> None:
     )
     side.add_argument("--shadow", action="store_true", help="as a shadow challenger")
     pub.add_argument("--assign-by", default="request_id", help="request_id or a label name")
+    better = pub.add_argument_group(
+        "only if better (a bundle trained with train --from-telemetry; exit status 3 when not)"
+    )
+    better.add_argument(
+        "--if-better",
+        action="store_true",
+        help="publish only if the bundle beat the serving champion on held-out traffic",
+    )
+    better.add_argument(
+        "--margin", type=float, default=0.01, help="quality gain needed (absolute, 0..1)"
+    )
+    better.add_argument(
+        "--cost-tolerance",
+        type=float,
+        default=0.05,
+        help="cost allowed above the champion's (relative; default 0.05 = 5 %%: λ is "
+        "calibrated on other rows than the held-out ones, so cost lands within a few %%)",
+    )
     pub.set_defaults(func=_cmd_publish)
 
     lst = sub.add_parser("list", help="routers, versions and rollouts in a registry")
@@ -435,11 +554,34 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     train = sub.add_parser("train", help="train a router and write a bundle")
-    _data_args(train)
-    _router_args(train)
+    _data_args(train, required=False)
+    _router_args(train, default=None)
     train.add_argument("--out", type=Path, required=True, help="bundle directory to write")
-    train.add_argument("--name", help="router name (default: dataset-router-featurizer)")
+    train.add_argument(
+        "--name",
+        help="router name (default: dataset-router-featurizer; from telemetry: the router whose "
+        "decisions to learn from, needed when the telemetry holds several)",
+    )
     train.add_argument("--json", action="store_true")
+    own = train.add_argument_group(
+        "from your own traffic (decision events joined with outcome reports; --data adds a "
+        "base dataset; --router logistic (default) or linear)"
+    )
+    own.add_argument(
+        "--from-telemetry",
+        metavar="SOURCE",
+        help="events JSONL file or directory, or redis://host:port/db?stream=NAME",
+    )
+    own.add_argument(
+        "--holdout",
+        type=float,
+        default=0.2,
+        help="latest share of requests judged on, never trained on",
+    )
+    own.add_argument(
+        "--max-weight", type=float, default=50.0, help="cap on a row's inverse-propensity weight"
+    )
+    own.add_argument("--plot", type=Path, help="write both cost-quality curves (PNG)")
     _sign_arg(train)
     train.set_defaults(func=_cmd_train)
 

@@ -528,6 +528,12 @@ class Settings(BaseSettings):
     budgets: list[BudgetSettings] = Field(
         default_factory=list, description="targets held on live traffic by adjusting λ"
     )
+    exploration: dict[str, float] = Field(
+        default_factory=dict,
+        description="learned router -> share of its decisions that pick uniformly among the "
+        "usable candidates instead (0..1], so that retraining sees every model's outcomes; "
+        "each decision event records its propensity",
+    )
     telemetry: TelemetrySettings = TelemetrySettings()
     health: HealthSettings = HealthSettings()
     cache: CacheSettings = CacheSettings()
@@ -547,6 +553,9 @@ class Settings(BaseSettings):
         scopes = [(b.router, b.tenant) for b in self.budgets]
         if len(set(scopes)) != len(scopes):
             raise ValueError("two budgets for the same router and tenant")
+        bad = {r: v for r, v in self.exploration.items() if not 0.0 < v <= 1.0}
+        if bad:
+            raise ValueError(f"exploration shares must be in (0, 1]: {bad}")
         return self
 
     def resolved_default(self, bundle_names: list[str]) -> str:

@@ -131,6 +131,8 @@ class Decision:
     source: Source
     reason: str
     latency_us: int
+    propensity: float = 1.0
+    """The probability the router had of choosing ``model`` (below 1 only when it explores)."""
 
 
 @dataclass(frozen=True, slots=True)

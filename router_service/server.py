@@ -203,6 +203,7 @@ def build_engine(
         on_shadow=on_shadow,
         on_decision=on_decision,
         budgets=settings.budgets,
+        exploration=settings.exploration,
         shadow_budget_s=settings.registry.shadow_budget_ms / 1000,
         shadow_max_in_flight=settings.registry.shadow_max_in_flight,
         tracer=tracer,

@@ -246,6 +246,36 @@ def save_plot(fig: Any, ax: Any, path: Path, *, xlabel: str, title: str) -> Path
     return path
 
 
+def plot_telemetry(report: dict[str, Any], path: Path) -> Path:
+    """A challenger trained on telemetry against the serving champion, on the held-out slice:
+    both λ sweeps, both operating points, the single models (all estimated, see
+    :mod:`converters.evaluation.off_policy`)."""
+    ev = report["evaluation"]
+    curves = [
+        (
+            [
+                {"avg_cost": p["cost"], "avg_quality": p["quality"]}
+                for p in ev["curves"][side]
+                if np.isfinite(p["quality"])
+            ],
+            f"{side} (λ sweep)",
+        )
+        for side in ("challenger", "champion")
+    ]
+    fig, ax = curve_axes(curves, ev["single_models"])
+    for side, marker in (("challenger", "D"), ("champion", "X")):
+        ax.scatter(
+            ev[side]["cost"], ev[side]["quality"], marker=marker, s=70, color="red", label=side
+        )
+    return save_plot(
+        fig,
+        ax,
+        path,
+        xlabel="average price (USD per 1M tokens)",
+        title=f"{report['router']}: held-out {ev['rows']} requests, SNIPS quality estimates",
+    )
+
+
 def plot_curve(report: dict[str, Any], path: Path, title: str, cost_unit: str) -> Path:
     """The cost–quality curve of the λ sweep, the single models as points, the baselines."""
     fig, ax = curve_axes([(report["curve"], "router (λ sweep)")], report["single_models"])

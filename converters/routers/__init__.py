@@ -52,7 +52,15 @@ and refuses unless explicitly allowed.
 """
 
 from converters.onnx_common import onnx_op_types
-from converters.routers.fit import KINDS, TrainedRouter, bradley_terry, smooth_by_task, train_router
+from converters.routers.fit import (
+    KINDS,
+    MASKED_KINDS,
+    TrainedRouter,
+    bradley_terry,
+    smooth_by_task,
+    train_masked,
+    train_router,
+)
 from converters.routers.graphs import router_op_types, to_onnx
 from converters.routers.parity import parity_check
 from converters.routers.persist import (
@@ -69,6 +77,7 @@ ROUTER_CHOICES = (*KINDS, "auto", "tier")
 
 __all__ = [
     "KINDS",
+    "MASKED_KINDS",
     "PICKLE_ENV",
     "ROUTER_CHOICES",
     "SKOPS_TRUSTED_TYPES",
@@ -83,5 +92,6 @@ __all__ = [
     "save_skops",
     "smooth_by_task",
     "to_onnx",
+    "train_masked",
     "train_router",
 ]

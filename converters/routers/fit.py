@@ -79,38 +79,103 @@ def _sigmoid(z: F64) -> F64:
     return np.asarray(0.5 * (1.0 + np.tanh(0.5 * z)), dtype=np.float64)  # overflow-free σ
 
 
-def _weighted_binary(x: F64, y: F64) -> tuple[F64, F64, F64]:
+def _weighted_binary(x: F64, y: F64, w: F64 | None = None) -> tuple[F64, F64, F64]:
     """Rows for a classifier of a 0..1 target: each row twice, labelled 1 with weight y and 0
-    with weight 1 − y (a 0/1 target keeps one copy per row); zero weights dropped."""
+    with weight 1 − y (a 0/1 target keeps one copy per row), times the row's weight ``w``;
+    zero weights dropped."""
     xs = np.concatenate([x, x])
     labels = np.concatenate([np.ones(len(y)), np.zeros(len(y))])
     weights = np.concatenate([y, 1.0 - y])
+    if w is not None:
+        weights = weights * np.concatenate([w, w])
     keep = weights > 0
     return xs[keep], labels[keep], weights[keep]
+
+
+def _logistic_column(
+    x: F64, y: F64, w: F64 | None, seed: int, p: dict[str, Any]
+) -> tuple[F64, float]:
+    """One L2 logistic regression of a 0..1 target (a weighted label), rows weighted by
+    ``w`` (None: 1): coefficients and intercept."""
+    y = np.clip(y, 0.0, 1.0)
+    if y.min() == y.max():  # one class only: a constant logit
+        return np.zeros(x.shape[1]), float(np.log((y[0] + 1e-6) / (1.0 - y[0] + 1e-6)))
+    xs, labels, weights = _weighted_binary(x, y, w)
+    est = LogisticRegression(C=p["C"], max_iter=p["max_iter"], random_state=seed)
+    est.fit(xs, labels, sample_weight=weights)
+    return est.coef_[0], float(est.intercept_[0])
 
 
 def _fit_logistic(X: FloatArray, Y: F64, seed: int, params: dict[str, Any]) -> dict[str, Any]:
     """One L2 logistic regression per model (a target in 0..1 counts as a weighted label)."""
     p: dict[str, Any] = {"C": 1.0, "max_iter": 1000} | params
     x = X.astype(np.float64)
-    coefs, intercepts = [], []
-    for j in range(Y.shape[1]):
-        y = np.clip(Y[:, j], 0.0, 1.0)
-        if y.min() == y.max():  # one class only: a constant logit
-            coefs.append(np.zeros(x.shape[1]))
-            intercepts.append(float(np.log((y[0] + 1e-6) / (1.0 - y[0] + 1e-6))))
-            continue
-        xs, labels, weights = _weighted_binary(x, y)
-        est = LogisticRegression(C=p["C"], max_iter=p["max_iter"], random_state=seed)
-        est.fit(xs, labels, sample_weight=weights)
-        coefs.append(est.coef_[0])
-        intercepts.append(float(est.intercept_[0]))
+    fits = [_logistic_column(x, Y[:, j], None, seed, p) for j in range(Y.shape[1])]
     return {
-        "weights": np.stack(coefs, axis=1),
-        "bias": np.array(intercepts),
+        "weights": np.stack([c for c, _ in fits], axis=1),
+        "bias": np.array([b for _, b in fits]),
         "link": "sigmoid",
         "params": p,
     }
+
+
+MASKED_KINDS = ("logistic", "linear")
+"""The kinds :func:`train_masked` fits: one model at a time, each on the rows it was seen on."""
+
+
+def train_masked(
+    kind: str,
+    X: npt.ArrayLike,
+    Y: npt.ArrayLike,
+    seen: npt.ArrayLike,
+    weight: npt.ArrayLike,
+    *,
+    seed: int = 0,
+    **params: Any,
+) -> TrainedRouter:
+    """A per-model router from partial feedback: model j is fitted only on the rows where its
+    quality was observed (``seen[i, j]``), each row weighted by ``weight[i, j]`` (e.g. the
+    inverse of the probability that j was the model chosen, so that the rows a logging policy
+    favoured do not dominate). ``logistic`` (default ``C=1``) or ``linear`` (ridge, default
+    ``alpha=10``); both export as one linear graph. ValueError when a model has no row."""
+    if kind not in MASKED_KINDS:
+        raise ValueError(
+            f"router kind {kind!r} cannot learn from partial feedback; expected one of "
+            f"{', '.join(MASKED_KINDS)}"
+        )
+    x = np.asarray(X, dtype=np.float64)
+    y, m, w = (np.asarray(a, dtype=np.float64) for a in (Y, seen, weight))
+    if x.ndim != 2 or y.shape != (len(x), y.shape[1]) or m.shape != y.shape or w.shape != y.shape:
+        raise ValueError(f"need X [n, d], and Y, seen, weight [n, m]; got {x.shape}, {y.shape}")
+    empty = [j for j in range(y.shape[1]) if not m[:, j].any()]
+    if empty:
+        raise ValueError(f"models {empty} (columns) have no observed row")
+    start = time.perf_counter()
+    coefs, bias = [], []
+    if kind == "logistic":
+        p: dict[str, Any] = {"C": 1.0, "max_iter": 1000} | params
+        for j in range(y.shape[1]):
+            rows = m[:, j] > 0
+            c, b = _logistic_column(x[rows], y[rows, j], w[rows, j], seed, p)
+            coefs.append(c)
+            bias.append(b)
+    else:
+        p = {"alpha": 10.0} | params
+        for j in range(y.shape[1]):
+            rows = m[:, j] > 0
+            est = Ridge(alpha=p["alpha"]).fit(x[rows], y[rows, j], sample_weight=w[rows, j])
+            coefs.append(np.asarray(est.coef_, dtype=np.float64))
+            bias.append(float(est.intercept_))
+    return TrainedRouter(
+        kind=kind,
+        n_features=x.shape[1],
+        n_models=y.shape[1],
+        params=p | {"partial_feedback": True},
+        weights=np.stack(coefs, axis=1),
+        bias=np.array(bias),
+        link="sigmoid" if kind == "logistic" else "identity",
+        fit_seconds=time.perf_counter() - start,
+    )
 
 
 def platt(scores: npt.ArrayLike, Y: npt.ArrayLike, C: float = 100.0) -> F64:

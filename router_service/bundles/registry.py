@@ -130,11 +130,13 @@ class RouterRegistry:
                 f"engine.router_timeouts_ms names routers that are not loaded: "
                 f"{', '.join(unknown)}; loaded: {', '.join(sorted(table.routers))}"
             )
-        for budget in s.budgets:
-            served = table.routers.get(budget.router)
+        for what, name in [("budgets", b.router) for b in s.budgets] + [
+            ("exploration", r) for r in s.exploration
+        ]:
+            served = table.routers.get(name)
             if served is None or not served.outputs:
                 raise ConfigError(
-                    f"budgets: {budget.router!r} is not a loaded learned router; learned: "
+                    f"{what}: {name!r} is not a loaded learned router; learned: "
                     + ", ".join(sorted(n for n, r in table.routers.items() if r.outputs))
                 )
         return table

@@ -19,6 +19,8 @@ import contextlib
 import dataclasses
 import functools
 import logging
+import math
+import random
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import Executor
@@ -109,6 +111,7 @@ class DecisionEngine:
         on_shadow: Callable[[RouteInput, Decision, Decision], None] | None = None,
         on_decision: Callable[[RouteInput, Decision, str], None] | None = None,
         budgets: Sequence[BudgetSettings] = (),
+        exploration: Mapping[str, float] | None = None,
         shadow_budget_s: float = 0.05,
         shadow_max_in_flight: int = 64,
         tracer: Tracer | None = None,
@@ -134,6 +137,8 @@ class DecisionEngine:
         for spec in budgets:
             self._budgets.setdefault(spec.router, []).append(spec)
         self._controllers: dict[tuple[str, str], BudgetController] = {}
+        self._exploration = dict(exploration or {})
+        self._random = random.Random()  # noqa: S311 (exploration, not security)
         self._shadow_budget_s = shadow_budget_s
         self._shadow_max_in_flight = shadow_max_in_flight
         self._shadows: set[asyncio.Task[None]] = set()
@@ -224,6 +229,8 @@ class DecisionEngine:
         decision = await self._decide(router, req, start)
         if budget is not None:
             decision = self._held(budget, req, decision)
+        if self._exploration:
+            decision = self._explored(req, decision)
         if shadow is not None:
             self._shadow(shadow, req, decision)
         if self._on_decision is not None:
@@ -259,6 +266,8 @@ class DecisionEngine:
             d if b is None else self._held(b, q, d)
             for q, d, b in zip(reqs, decisions, budgets, strict=True)
         ]
+        if self._exploration:
+            decisions = [self._explored(q, d) for q, d in zip(reqs, decisions, strict=True)]
         for (router, shadow), req, decision in zip(sides, reqs, decisions, strict=True):
             if shadow is not None:
                 self._shadow(shadow, req, decision)
@@ -303,6 +312,30 @@ class DecisionEngine:
         lam = req.policy.cost_weight or 0.0
         note = f"; budget {budget.describe()}: λ {lam:.4g}"
         return dataclasses.replace(decision, reason=decision.reason + note)
+
+    def _explored(self, req: RouteInput, decision: Decision) -> Decision:
+        """With the router's exploration share, a learned decision picks uniformly among the
+        usable candidates it scored instead; the decision carries its propensity either way."""
+        share = self._exploration.get(decision.router)
+        if share is None or decision.source not in (Source.MODEL, Source.CACHE):
+            return decision
+        health = self._health.view(req.tenant)
+        scored = {s.model for s in decision.scores if math.isfinite(s.score)}
+        pool = [
+            c.name
+            for c in req.candidates
+            if c.name in scored and not c.unavailable and health(c.name)
+        ]
+        if len(pool) < 2 or decision.model not in pool:
+            return decision
+        model, note = decision.model, ""
+        if self._random.random() < share:
+            model = self._random.choice(pool)
+            note = f"; explored: uniform over {len(pool)} candidates (share {share:g})"
+        propensity = share / len(pool) + (1.0 - share) * (model == decision.model)
+        return dataclasses.replace(
+            decision, model=model, reason=decision.reason + note, propensity=propensity
+        )
 
     def _side(self, router: LoadedRouter) -> str:
         """``champion``, or ``canary`` when a rollout's challenger answered."""

@@ -15,7 +15,7 @@ after ``candidates`` are aligned with it, one value per candidate (``null`` when
 
     {"type": "decision", "ts": 1796170000.123456, "request_id": "r1", "router": "knn",
      "version": "3", "side": "champion", "tenant": "acme", "labels": {...},
-     "model": "a", "source": "MODEL", "latency_us": 412, "cost_weight": null,
+     "model": "a", "source": "MODEL", "latency_us": 412, "propensity": 1.0, "cost_weight": null,
      "candidates": ["a", "b"], "input_price": [0.15, 2.5], "output_price": [0.6, 10.0],
      "quality": [0.74125, 0.80833], "cost": [0.375, 6.25], "score": [0.71, 0.67],
      "prompt_hash": "…32 hex…"}
@@ -287,6 +287,7 @@ def _decision_doc(ts: float, req: RouteInput, decision: Decision, side: str) -> 
         "model": decision.model,
         "source": decision.source.name,
         "latency_us": decision.latency_us,
+        "propensity": decision.propensity,
         "cost_weight": req.policy.cost_weight,
         "candidates": [c.name for c in cands],
         "input_price": [c.input_price for c in cands],

@@ -19,6 +19,7 @@ from router_service.bundles.store import DirStore
 from router_service.config import Settings
 from router_service.proto import pb, pb_grpc
 from tests.support.bundles import MODELS, embedding_bundle
+from tests.support.traffic import router_info, wait_until
 
 ROUTER = "emb-linear"
 
@@ -48,15 +49,7 @@ async def versions_of(stub: pb_grpc.RouterStub, ids: list[str]) -> dict[str, str
 
 
 async def rollout_of(stub: pb_grpc.RouterStub) -> pb.RouterInfo:
-    listed = await stub.ListRouters(pb.ListRoutersRequest(), timeout=5)
-    return next(r for r in listed.routers if r.name == ROUTER)
-
-
-async def wait_until(check: Callable[[], Any], timeout_s: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not await check():
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.05)
+    return await router_info(stub, ROUTER)
 
 
 async def test_canary_share_sticky_ids_and_shadow(

@@ -3,7 +3,10 @@ models it does not know, a refused request), and a server's /metrics text."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 import urllib.request
+from collections.abc import Awaitable, Callable
 from typing import NamedTuple
 
 import grpc
@@ -46,3 +49,17 @@ def metrics_text(port: int) -> str:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as reply:
         text: str = reply.read().decode()
     return text
+
+
+async def router_info(stub: pb_grpc.RouterStub, name: str) -> pb.RouterInfo:
+    """The router ``name`` as ListRouters describes it."""
+    listed = await stub.ListRouters(pb.ListRoutersRequest(), timeout=5)
+    return next(r for r in listed.routers if r.name == name)
+
+
+async def wait_until(check: Callable[[], Awaitable[bool]], timeout_s: float = 10.0) -> None:
+    """Poll ``check`` every 50 ms until it is true; fails the test past ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while not await check():
+        assert time.monotonic() < deadline, f"timed out after {timeout_s} s"
+        await asyncio.sleep(0.05)
