@@ -118,7 +118,8 @@ test: lint typecheck proto-check pytest ## the whole suite, as CI runs it
 # pyproject.toml asks otherwise. The others at lock.txt's versions, each complete (installable
 # alone with --require-hashes): serve.txt, the base dependencies (the service image); train.txt,
 # base + train (the image's bundle-building stage); edge.txt, the serving path + the LiteLLM proxy
-# (the LiteLLM edge image). deploy-tools.txt: the deploy checks' own venv.
+# (the LiteLLM edge image); build.txt, the images' build backend. deploy-tools.txt: the deploy
+# checks' own venv.
 UV_COMPILE := $(VENV)/bin/uv pip compile --generate-hashes --python-version 3.11 --no-header
 define lock_header
 	echo "# $(1) at requirements/lock.txt's versions (make lock); complete:"; \
@@ -133,6 +134,7 @@ lock: install ## re-resolve requirements/lock.txt (and serve, train, edge, deplo
 	{ $(call lock_header,The serving path + requirements/edge-litellm.txt (LiteLLM edge image),requirements/edge.txt); \
 	  $(UV_COMPILE) pyproject.toml requirements/edge-litellm.txt -c requirements/lock.txt --quiet; \
 	  } > requirements/edge.txt
+	$(UV_COMPILE) requirements/build.in -c requirements/lock.txt -o requirements/build.txt
 	$(UV_COMPILE) requirements/deploy-tools.in -o requirements/deploy-tools.txt
 
 bench: install tools ## ghz load scenarios + baselines -> benchmarks/results/<UTC>/ (~35 min)

@@ -6,6 +6,7 @@ HEALTHCHECK) exits 0 only while the service is SERVING."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -25,6 +26,19 @@ pytestmark = pytest.mark.e2e
 
 TRAIN_ONLY = ("scikit-learn", "skl2onnx", "scipy", "skops", "matplotlib", "safetensors")
 PIP = ("-m", "pip", "install", "--quiet", "--disable-pip-version-check")
+WHEEL = ("-m", "pip", "wheel", "--quiet", "--disable-pip-version-check", "--no-deps")
+WHEEL = (*WHEEL, "--no-build-isolation")
+
+
+def _wheel_sources() -> list[str]:
+    """What deploy/docker/Dockerfile's wheel stage copies into its source tree."""
+    dockerfile = (REPO / "deploy" / "docker" / "Dockerfile").read_text()
+    stage = dockerfile.split(" AS wheel\n", 1)[1].split("\nFROM ", 1)[0]
+    sources: list[str] = []
+    for line in stage.splitlines():
+        if line.startswith("COPY ") and "requirements/" not in line:
+            sources += [s.rstrip("/") for s in line.split()[1:-1]]
+    return sources
 
 
 def _run(*args: str | Path, timeout: float = 600, cwd: Path | None = None) -> str:
@@ -61,20 +75,20 @@ def serve_venv(tmp_path_factory: pytest.TempPathFactory) -> ServeVenv:
     venv = ServeVenv(work / "venv")
     _run(sys.executable, "-m", "venv", venv.root)
     _run(venv.python, *PIP, "--require-hashes", "-r", REPO / "requirements" / "serve.txt")
+    # the wheel as the image's wheel stage builds it: setuptools from requirements/build.txt
+    build = ServeVenv(work / "build")
+    _run(sys.executable, "-m", "venv", build.root)
+    _run(build.python, *PIP, "--require-hashes", "-r", REPO / "requirements" / "build.txt")
+    # ... from a copy of what its COPY lines take (setuptools builds in the source tree)
+    src = work / "src"
+    for name in _wheel_sources():
+        if (REPO / name).is_dir():
+            shutil.copytree(REPO / name, src / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            src.mkdir(exist_ok=True)
+            shutil.copy2(REPO / name, src / name)
     wheels = work / "wheels"
-    _run(
-        sys.executable,
-        "-m",
-        "pip",
-        "wheel",
-        "--quiet",
-        "--no-deps",
-        "--no-build-isolation",
-        "-w",
-        wheels,
-        REPO,
-        cwd=work,
-    )
+    _run(build.python, *WHEEL, "--wheel-dir", wheels, ".", cwd=src)
     (wheel,) = wheels.glob("routeiq_router-*.whl")
     _run(venv.python, *PIP, "--no-deps", wheel)
     return venv

@@ -62,7 +62,9 @@ def test_the_lock_files_agree_and_serve_holds_no_training_library() -> None:
     assert not TRAIN_ONLY & set(serve), sorted(TRAIN_ONLY & set(serve))
     assert {"grpcio", "onnxruntime", "onnx", "tokenizers", "redis", "boto3"} <= set(serve)
     assert set(train) >= TRAIN_ONLY
-    for name, file in (("serve", serve), ("train", train)):
+    build = _pins(req / "build.txt")
+    assert set(build) == {"setuptools"} and int(build["setuptools"].split(".")[0]) >= 71
+    for name, file in (("serve", serve), ("train", train), ("build", build)):
         assert {n: v for n, v in file.items() if lock.get(n) != v} == {}, name
     for name, version in _pins(req / "edge-litellm.txt").items():
         assert edge[name] == version, name
@@ -141,6 +143,11 @@ def test_the_images_are_pinned_hash_locked_and_non_root() -> None:
         runs = " ".join(args for k, args in stage if k == "RUN")
         assert "--require-hashes -r /tmp/requirements.txt" in runs
         assert "--no-deps /wheels/routeiq_router-" in runs
+    wheel = stages["wheel"]
+    assert ("COPY", "requirements/build.txt /tmp/requirements.txt") in wheel
+    runs = " ".join(args for k, args in wheel if k == "RUN")
+    assert "--require-hashes -r /tmp/requirements.txt" in runs
+    assert "wheel --no-deps --no-build-isolation" in runs
     # the runtimes take the venvs only: no compiler, no wheel cache, no training library
     for name, venv in (("router", "serve-venv"), ("litellm-edge", "edge-venv")):
         copies = [a for k, a in stages[name] if k == "COPY" and a.startswith("--from=")]
