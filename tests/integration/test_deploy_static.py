@@ -460,6 +460,11 @@ def test_the_compose_services_are_wired(
                 assert (COMPOSE.parent / source).exists(), source
     router = services["router"]
     assert router["read_only"] is True and "/tmp" in router["tmpfs"]
+    # no capabilities means no switching users: hardened services start as their own user
+    for name, service in services.items():
+        if "ALL" in service.get("cap_drop", []):
+            user = service.get("user") or _one(stages[service["build"]["target"]], "USER")
+            assert re.fullmatch(r"[1-9]\d*:[1-9]\d*", user), name
     config = COMPOSE.parent / router["volumes"][0].split(":")[0]
     assert router["command"][-1] == router["volumes"][0].split(":")[1]
     for name in [n for n in __import__("os").environ if n.startswith("ROUTEIQ_")]:
