@@ -50,7 +50,7 @@ if [ ! -s "$SCHEMA" ]; then
     module_dir="$(GOFLAGS=-mod=mod go mod download -json \
         "github.com/compose-spec/compose-go/v2@$COMPOSE_GO_VERSION" |
         sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')"
-    cp "$module_dir/schema/compose-spec.json" "$SCHEMA.tmp"
+    install -m 0644 "$module_dir/schema/compose-spec.json" "$SCHEMA.tmp"
     mv "$SCHEMA.tmp" "$SCHEMA"
 fi
 ln -sf "$(basename "$SCHEMA")" "$TOOLS_SHARE/compose-spec.json"
