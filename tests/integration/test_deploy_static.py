@@ -2,13 +2,15 @@
 file and the Kubernetes manifests are checked with the real tools that `make tools` installs
 (hadolint, kustomize, kubernetes-validate with its bundled API schemas, Envoy's validate mode,
 the Compose Specification's schema), and every service config they carry is loaded by the
-service's own Settings model."""
+service's own Settings model. The capacity guide's Redis sizes are measured again here, on a
+real Redis behind a real service."""
 
 from __future__ import annotations
 
 import json
 import re
 import shlex
+import statistics
 import subprocess
 import tomllib
 from collections.abc import Iterator
@@ -20,9 +22,10 @@ import trustme
 import yaml
 
 from router_service.cli import _parser
+from router_service.client import RouterClient, parse_candidates
 from router_service.config import Settings, load_settings
 from tests.support.envoy import validate as envoy_validate
-from tests.support.procs import REPO, tool
+from tests.support.procs import REPO, ServiceProcess, tool
 
 DEPLOY = REPO / "deploy"
 DOCKERFILE = DEPLOY / "docker" / "Dockerfile"
@@ -493,3 +496,39 @@ def test_the_compose_services_are_wired(
     # the ext_proc routes' candidates are models Envoy routes somewhere
     names = [c.name for r in settings.ext_proc.routes for c in r.candidates]
     assert names and all(n.startswith(("gpt-", "claude-", "meta-llama/")) for n in names)
+
+
+# --- the capacity guide's Redis sizes -------------------------------------------------------
+
+# README "Capacity guide": MEMORY USAGE of a prediction and a feature key, and their TTLs
+GUIDE = {"p": (184, 600), "f": (1384, 86400)}
+
+
+def test_the_capacity_guides_redis_sizes_hold(redis_server: Any, default_bundle: Path) -> None:
+    readme = (REPO / "README.md").read_text().split("### Capacity guide", 1)[1]
+    for size, ttl in GUIDE.values():
+        assert f"{size:,} B" in readme and f"{ttl:,} s" in readme
+    service = ServiceProcess(
+        ["--bundle", str(default_bundle)],
+        env={
+            "ROUTEIQ_CACHE__REDIS__URL": redis_server.url,
+            "ROUTEIQ_TELEMETRY__EVENTS__STORE": "jsonl",
+        },
+    ).wait_ready(60)
+    data = REPO / "converters" / "data" / "llmrouter" / "dcrouter_preprocessed" / "test.json"
+    prompts = [q["question"] for q in json.loads(data.read_text())][:60]
+    client = RouterClient(service.target, 10)
+    try:
+        for prompt in prompts:
+            client.route(prompt, parse_candidates("qwen2.5-7b-instruct,gemma-2-9b-it"))
+    finally:
+        client.close()
+        assert service.stop() == 0
+    keys = redis_server.cli("--scan", "--pattern", "riq:*").split()
+    for kind, (size, ttl) in GUIDE.items():
+        mine = [k for k in keys if k.startswith(f"riq:{kind}:")]
+        assert len(mine) == len(prompts), kind
+        usage = statistics.median(int(redis_server.cli("MEMORY", "USAGE", k)) for k in mine)
+        assert abs(usage - size) <= 0.1 * size, (kind, usage)
+        left = int(redis_server.cli("TTL", mine[0]))
+        assert ttl - 30 <= left <= ttl, (kind, left)
