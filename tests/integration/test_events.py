@@ -19,7 +19,12 @@ from router_service.config import Settings
 from router_service.domain import Candidate, Decision, RouteInput, Source
 from router_service.proto import pb, pb_grpc
 from router_service.server import RouterServer
-from router_service.telemetry.events import DecisionEvents, JsonlStore, prompt_hash
+from router_service.telemetry.events import (
+    DecisionEvents,
+    JsonlStore,
+    RedisStreamStore,
+    prompt_hash,
+)
 
 MARKER = "okapi-marker-5521"
 KNOWN = [
@@ -139,6 +144,25 @@ def test_events_go_to_a_redis_stream_when_redis_is_configured(
     ]
     assert [e["request_id"] for e in events if e["type"] == "outcome"] == ["r-miss"]
     assert MARKER.encode() not in b"".join(f[b"e"] for _, f in entries)
+
+
+@pytest.mark.parametrize("cluster", [False, True])
+def test_the_stream_store_writes_in_order_and_trims(
+    cluster: bool, request: pytest.FixtureRequest
+) -> None:
+    server = request.getfixturevalue("redis_cluster" if cluster else "redis_server")
+    client = (redis.RedisCluster if cluster else redis.Redis).from_url(server.url)
+    stream = f"events-test-{cluster}"
+    client.delete(stream)
+    store = RedisStreamStore(client, stream, maxlen=1000)
+    lines = [json.dumps({"i": i}).encode() for i in range(3000)]
+    store.write(lines[:300])
+    assert [f[b"e"] for _, f in client.xrange(stream)] == lines[:300]
+    store.write(lines[300:])
+    kept = [json.loads(f[b"e"])["i"] for _, f in client.xrange(stream)]
+    assert 1000 <= len(kept) < 3000 and kept == list(range(3000 - len(kept), 3000))  # MAXLEN ~
+    client.delete(stream)
+    store.close()
 
 
 def _decision(i: int) -> tuple[RouteInput, Decision]:
