@@ -81,6 +81,13 @@ class ServerSettings(_Section):
     keepalive_timeout_ms: int = Field(10_000, ge=100)
     keepalive_permit_without_calls: bool = True
     min_ping_interval_ms: int = Field(10_000, ge=0)
+    max_connection_age_s: float | None = Field(
+        None,
+        gt=0,
+        description="close each client connection after this age (calls in flight get "
+        "grace_period_s), so that clients balancing over DNS re-resolve and reach new replicas; "
+        "unset: connections live on",
+    )
 
 
 class TlsSettings(_Section):

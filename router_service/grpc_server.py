@@ -27,7 +27,7 @@ Service = tuple[str, Callable[[grpc.aio.Server], None]]
 def grpc_options(server: ServerSettings) -> list[tuple[str, int]]:
     """Channel arguments for the server. SO_REUSEPORT is on only for several workers, so a
     single process fails loudly on a port already in use."""
-    return [
+    options = [
         ("grpc.max_send_message_length", server.max_message_bytes),
         ("grpc.max_receive_message_length", server.max_message_bytes),
         ("grpc.keepalive_time_ms", server.keepalive_time_ms),
@@ -37,6 +37,12 @@ def grpc_options(server: ServerSettings) -> list[tuple[str, int]]:
         ("grpc.http2.max_pings_without_data", 0),
         ("grpc.so_reuseport", int(server.workers > 1)),
     ]
+    if server.max_connection_age_s is not None:
+        options += [
+            ("grpc.max_connection_age_ms", int(server.max_connection_age_s * 1000)),
+            ("grpc.max_connection_age_grace_ms", int(server.grace_period_s * 1000)),
+        ]
+    return options
 
 
 def build_server(
