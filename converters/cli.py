@@ -144,6 +144,8 @@ def _cmd_train_telemetry(args: argparse.Namespace) -> int:
         params=json.loads(args.params),
         target=args.target,
         max_weight=args.max_weight,
+        prompts=args.prompts,
+        hash_key=args.hash_key,
     )
     result = train_from_telemetry(opts, _step, _bar)
     m = result.manifest
@@ -582,6 +584,18 @@ def _parser() -> argparse.ArgumentParser:
         "--max-weight", type=float, default=50.0, help="cap on a row's inverse-propensity weight"
     )
     own.add_argument("--plot", type=Path, help="write both cost-quality curves (PNG)")
+    own.add_argument(
+        "--prompts",
+        type=Path,
+        help='your own prompts (JSONL: {"prompt": ...} per line), joined by keyed hash to '
+        "events recorded without text (telemetry.retain_prompts off)",
+    )
+    own.add_argument(
+        "--hash-key",
+        type=Path,
+        default=Path("var/prompt-hash.key"),
+        help="the service's telemetry.events.hash_key_file (for --prompts)",
+    )
     _sign_arg(train)
     train.set_defaults(func=_cmd_train)
 

@@ -30,7 +30,12 @@ import numpy.typing as npt
 
 from converters.bundle import write_bundle
 from converters.datasets import hash_split, load
-from converters.datasets.telemetry import LoggedFeedback, join_feedback, read_events
+from converters.datasets.telemetry import (
+    LoggedFeedback,
+    join_feedback,
+    load_prompt_store,
+    read_events,
+)
 from converters.evaluation import off_policy
 from converters.features.build import build_featurizer, encode_all
 from converters.routers import parity_check, to_onnx, train_masked
@@ -66,6 +71,10 @@ class TelemetryOptions:
     target: str | None = None
     """``champion-cost`` (default) or ``cost:X`` (USD per 1M tokens)."""
     max_weight: float = 50.0
+    prompts: Path | None = None
+    """Your own prompts (JSONL), joined to events without text by their keyed hash."""
+    hash_key: Path = Path("var/prompt-hash.key")
+    """The service's prompt-hash key (``telemetry.events.hash_key_file``), for ``prompts``."""
 
 
 def _target_budget(target: str | None, champion_cost: float) -> tuple[str, float]:
@@ -177,8 +186,18 @@ def verdict(evaluation: dict[str, Any], margin: float, cost_tolerance: float) ->
 
 def train_from_telemetry(opts: TelemetryOptions, step: Step, bar: Bar) -> TrainResult:
     start = time.perf_counter()
+    prompts = None
+    if opts.prompts is not None:
+        try:
+            key = bytes.fromhex(opts.hash_key.read_text().strip())
+        except (OSError, ValueError) as exc:
+            raise ValueError(
+                f"--hash-key {opts.hash_key}: not the service's key file ({exc})"
+            ) from None
+        prompts = load_prompt_store(opts.prompts, key)
+        step(f"{len(prompts)} prompts of your own from {opts.prompts}, joined by keyed hash")
     step(f"read telemetry from {opts.source}")
-    fb, stats = join_feedback(read_events(opts.source), opts.name)
+    fb, stats = join_feedback(read_events(opts.source), opts.name, prompts)
     dropped = ", ".join(f"{k} {v}" for k, v in stats.dropped.items()) or "none"
     step(
         f"{stats.decisions} decisions, {stats.outcomes} outcomes: {stats.joined} joined rows of "

@@ -15,6 +15,10 @@ Sources (:func:`read_events`): a JSONL file (with its rotated siblings ``FILE.1`
 oldest first), a directory (every ``*.jsonl`` / ``*.jsonl.N`` file in it: the per-worker files
 of ``--workers N``; lines that are not events, such as the outcome file's, are skipped), or a
 Redis stream ``redis://host:port/db?stream=NAME`` (default ``routeiq:events``).
+
+Without ``retain_prompts`` the events hold only a keyed hash of each prompt; an operator who
+keeps the prompts elsewhere (their application's own logs) can join them back by that hash
+with the service's key (:func:`load_prompt_store`), so the events need never hold the text.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -32,7 +36,9 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 
-__all__ = ["JoinStats", "LoggedFeedback", "join_feedback", "read_events"]
+from router_service.telemetry.events import prompt_hash
+
+__all__ = ["JoinStats", "LoggedFeedback", "join_feedback", "load_prompt_store", "read_events"]
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
@@ -40,6 +46,7 @@ B = npt.NDArray[np.bool_]
 
 DEFAULT_STREAM = "routeiq:events"
 _ROTATED = re.compile(r"\.jsonl(\.(\d+))?$")
+NO_PROMPT = "no_prompt (telemetry.retain_prompts off, and not in --prompts)"
 _LEARNED = ("MODEL", "CACHE")
 """Sources of decisions the router's policy made (fallbacks and static answers are not)."""
 
@@ -123,6 +130,8 @@ class JoinStats:
     decisions: int = 0
     outcomes: int = 0
     joined: int = 0
+    prompts_from_store: int = 0
+    """Decisions whose prompt came from the operator's prompt store, by hash."""
     dropped: Counter[str] = field(default_factory=Counter)
 
     def as_dict(self) -> dict[str, Any]:
@@ -130,6 +139,7 @@ class JoinStats:
             "decisions": self.decisions,
             "outcomes": self.outcomes,
             "joined": self.joined,
+            "prompts_from_store": self.prompts_from_store,
             "dropped": dict(sorted(self.dropped.items())),
         }
 
@@ -233,16 +243,39 @@ def _unusable(doc: dict[str, Any], outcome: dict[str, Any] | None, router: str) 
             (outcome.get("model") != doc.get("model"), "outcome_for_another_model"),
             (outcome.get("quality") is None and not outcome.get("failed"), "no_quality"),
         ]
-    reasons.append((not doc.get("prompt"), "no_prompt (telemetry.retain_prompts off)"))
+    reasons.append((not doc.get("prompt"), NO_PROMPT))
     return next((why for bad, why in reasons if bad), "")
 
 
+def load_prompt_store(path: Path, key: bytes) -> dict[str, str]:
+    """Your own prompts by their ``prompt_hash`` under the service's key: a JSONL file of
+    ``{"prompt": …}`` objects (or of JSON strings), so that events recorded without prompt text
+    can still be trained on."""
+    store: dict[str, str] = {}
+    with path.open("rb") as fh:
+        for n, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                doc = orjson.loads(line)
+            except orjson.JSONDecodeError as exc:
+                raise ValueError(f"{path}:{n}: not a JSON line ({exc})") from None
+            text = doc.get("prompt") if isinstance(doc, dict) else doc
+            if not isinstance(text, str) or not text:
+                raise ValueError(f"{path}:{n}: expected a string or an object with 'prompt'")
+            store[prompt_hash(key, text)] = text
+    return store
+
+
 def join_feedback(
-    events: Iterable[dict[str, Any]], router: str | None = None
+    events: Iterable[dict[str, Any]],
+    router: str | None = None,
+    prompts: Mapping[str, str] | None = None,
 ) -> tuple[LoggedFeedback, JoinStats]:
     """Decisions of ``router`` (None: the only router in the events) that have an outcome
-    report for the model that answered, a quality and a prompt; the rest is counted in
-    :class:`JoinStats` by reason. ValueError when nothing usable is left."""
+    report for the model that answered, a quality and a prompt — their own, or the one
+    ``prompts`` (:func:`load_prompt_store`) holds for their ``prompt_hash``; the rest is
+    counted in :class:`JoinStats` by reason. ValueError when nothing usable is left."""
     stats = JoinStats()
     decisions, outcomes, routers = _collect(events, stats)
     if router is None:
@@ -253,8 +286,12 @@ def join_feedback(
             )
         router = next(iter(routers))
     rows: list[tuple[dict[str, Any], dict[str, Any]]] = []
-    for rid, doc in decisions.items():
+    for rid, event in decisions.items():
         outcome = outcomes.get(rid)
+        doc = event
+        if prompts and not event.get("prompt") and event.get("prompt_hash") in prompts:
+            doc = event | {"prompt": prompts[event["prompt_hash"]]}  # the event itself untouched
+            stats.prompts_from_store += 1
         why = _unusable(doc, outcome, router)
         if why:
             stats.dropped[why] += 1

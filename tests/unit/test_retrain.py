@@ -14,7 +14,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from converters.datasets.telemetry import join_feedback, read_events
+from converters.datasets.telemetry import (
+    NO_PROMPT,
+    join_feedback,
+    load_prompt_store,
+    read_events,
+)
 from converters.evaluation import off_policy
 from converters.retrain import verdict
 from converters.routers import train_masked
@@ -23,6 +28,7 @@ from router_service.domain import Candidate, CandidateScore, Decision, RouteInpu
 from router_service.errors import ConfigError
 from router_service.server import build_engine
 from router_service.strategies.registry import StrategyRegistry
+from router_service.telemetry.events import prompt_hash
 
 MODELS = ["a", "b", "c", "d"]
 
@@ -165,12 +171,28 @@ def test_telemetry_files_with_rotations_join_and_say_what_they_left_out(tmp_path
         list(read_events(tmp_path / "missing.jsonl"))
 
 
-def test_prompts_are_needed_to_train(tmp_path: Path) -> None:
+def test_prompts_come_from_the_events_or_from_your_own_store_by_keyed_hash(
+    tmp_path: Path,
+) -> None:
+    key = b"k" * 32
     lines = _event_lines(10, np.random.default_rng(0), 0.5)
+    own = []
     for d in lines:
-        d.pop("prompt", None)
-    with pytest.raises(ValueError, match=r"no_prompt \(telemetry.retain_prompts off\)"):
+        if d["type"] == "decision":
+            own.append(d.pop("prompt"))
+            d["prompt_hash"] = prompt_hash(key, own[-1])
+    with pytest.raises(ValueError, match=r"no_prompt \(telemetry.retain_prompts off"):
         join_feedback(lines)
+    store = tmp_path / "prompts.jsonl"
+    # the application's own log: the same prompts, spaced and cased its own way, and others
+    texts = [{"prompt": f"  {p.upper()} "} for p in own[:7]] + [{"prompt": "unrelated"}]
+    store.write_text("\n".join(json.dumps(t) for t in texts) + "\n")
+    fb, stats = join_feedback(lines, prompts=load_prompt_store(store, key))
+    assert stats.prompts_from_store == 7 and fb.n == 7
+    assert stats.dropped == {NO_PROMPT: 3}
+    wrong_key = load_prompt_store(store, b"x" * 32)
+    with pytest.raises(ValueError, match="no usable rows"):
+        join_feedback(lines, prompts=wrong_key)
 
 
 def test_snips_recovers_true_policy_values_from_explored_logs() -> None:
