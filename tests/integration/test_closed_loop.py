@@ -1,9 +1,11 @@
 """The closed loop, end to end on a real server, a real Redis stream and the real CLI: a
 deliberately weak champion serves LLMRouter prompts while exploring; outcomes are reported from
 the data's ground truth for the model that answered (partial feedback, as in production);
-``routeiq-bundle train --from-telemetry`` learns a challenger from the stream and judges it
-against the champion on the latest requests; ``publish --if-better`` publishes it as a canary
-challenger; ``promote`` makes it the champion the service answers with."""
+``telemetry.retain_prompts`` is off, so the stream holds no prompt text, and the application's
+own prompt log is joined back by the keyed prompt hash; ``routeiq-bundle train
+--from-telemetry`` learns a challenger from the stream and judges it against the champion on
+the latest requests; ``publish --if-better`` publishes it as a canary challenger; ``promote``
+makes it the champion the service answers with."""
 
 from __future__ import annotations
 
@@ -146,9 +148,9 @@ async def test_retrain_from_telemetry_beats_a_weak_champion_and_is_promoted(
             cache={"redis": {"url": redis_server.url}},
             exploration={ROUTER: EXPLORATION},
             engine={"router_timeouts_ms": {ROUTER: 500}},  # a loaded shared machine
-            telemetry={"retain_prompts": True},
         )
     )
+    assert not server.settings.telemetry.retain_prompts  # the default
     client = redis.Redis.from_url(redis_server.url)
     async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
         stub = pb_grpc.RouterStub(channel)
@@ -158,15 +160,30 @@ async def test_retrain_from_telemetry_beats_a_weak_champion_and_is_promoted(
         assert server.events is not None
         await server.events.flush()
         assert int(client.xlen("routeiq:events")) == server.events.written >= 1.9 * REQUESTS
+        stream = b"\n".join(f[b"e"] for _, f in client.xrange("routeiq:events"))
+        assert not any(ds.queries[i].encode() in stream for i in rows[:300])
+        # the application's own log of what it sent (its prompts, keyed by nothing)
+        log = tmp_path / "app-prompts.jsonl"
+        log.write_text("".join(json.dumps({"prompt": ds.queries[i]}) + "\n" for i in rows))
         source = f"{redis_server.url}?stream=routeiq:events"
         trained = cli(
-            "train", "--from-telemetry", source, "--out", str(tmp_path / "challenger"), "--json"
+            "train",
+            "--from-telemetry",
+            source,
+            "--prompts",
+            str(log),
+            "--hash-key",
+            str(server.settings.telemetry.events.hash_key_file),
+            "--out",
+            str(tmp_path / "challenger"),
+            "--json",
         )
         assert trained.returncode == 0, trained.stderr
         report = json.loads(trained.stdout)["report"]
         # a decision the fallback answered (a slow featurizer under load) is not the router's
         joined = report["join"]["joined"]
         assert joined >= 0.9 * REQUESTS, report["join"]
+        assert report["join"]["prompts_from_store"] >= joined
         assert set(report["join"]["dropped"]) <= {"not_a_router_decision", "no_outcome"}, report[
             "join"
         ]
