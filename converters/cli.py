@@ -105,25 +105,21 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     if args.router is None:
         args.router = "knn"
-    opts = _train_options(args, args.out)
-    result = train_bundle(opts, _step, _bar)
-    m = result.manifest
+    result = train_bundle(_train_options(args, args.out), _step, _bar)
     _sign(args)
+    return _trained(args, result, lambda: _summary(result.report, result.manifest.cost_unit))
+
+
+def _trained(args: argparse.Namespace, result: Any, summary: Callable[[], str]) -> int:
+    """What ``train`` prints about the bundle it wrote: JSON with ``--json``, else a line and
+    ``summary()``."""
+    m = result.manifest
     if args.json:
-        print(
-            json.dumps(
-                {
-                    "bundle": str(args.out),
-                    "name": m.name,
-                    "version": m.version,
-                    "report": result.report,
-                },
-                indent=2,
-            )
-        )
+        doc = {"bundle": str(args.out), "name": m.name, "version": m.version}
+        print(json.dumps(doc | {"report": result.report}, indent=2))
     else:
         print(f"bundle {m.name}@{m.version} written to {args.out} in {result.seconds:.1f} s")
-        print(_summary(result.report, m.cost_unit))
+        print(summary())
     return 0
 
 
@@ -148,24 +144,12 @@ def _cmd_train_telemetry(args: argparse.Namespace) -> int:
         hash_key=args.hash_key,
     )
     result = train_from_telemetry(opts, _step, _bar)
-    m = result.manifest
     _sign(args)
     if args.plot:
         from converters.evaluation.report import plot_telemetry
 
         _step(f"plot written to {plot_telemetry(result.report, args.plot)}")
-    if args.json:
-        print(
-            json.dumps(
-                {"bundle": str(args.out), "name": m.name, "version": m.version}
-                | {"report": result.report},
-                indent=2,
-            )
-        )
-    else:
-        print(f"bundle {m.name}@{m.version} written to {args.out} in {result.seconds:.1f} s")
-        print(_telemetry_summary(result.report))
-    return 0
+    return _trained(args, result, lambda: _telemetry_summary(result.report))
 
 
 def _cmd_ood(args: argparse.Namespace) -> int:

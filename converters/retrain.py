@@ -39,13 +39,11 @@ from converters.datasets.telemetry import (
 from converters.evaluation import off_policy
 from converters.features.build import build_featurizer, encode_all
 from converters.routers import parity_check, to_onnx, train_masked
-from converters.train import Bar, Step, TrainResult
-from router_service.onnx_session import make_session
+from converters.train import Bar, Step, TrainResult, predict_quality
 
 __all__ = ["ESTIMATOR", "TelemetryOptions", "train_from_telemetry", "verdict"]
 
 F64 = npt.NDArray[np.float64]
-F32 = npt.NDArray[np.float32]
 MIN_ROWS = 50
 ESTIMATOR = (
     "per-model fits on the rows each model answered, weighted by inverse propensity; judged "
@@ -131,11 +129,6 @@ def _with_base(rows: _Rows, opts: TelemetryOptions, models: tuple[str, ...], ste
     )
 
 
-def _predict(blob: bytes, X: F32) -> F64:
-    (out,) = make_session(blob).run(["quality"], {"features": X})
-    return np.asarray(out, dtype=np.float64)
-
-
 def _calibrate(
     S: F64, val: LoggedFeedback, budget: float, seed: int
 ) -> tuple[float, list[dict[str, float]]]:
@@ -143,23 +136,24 @@ def _calibrate(
     1.645 standard errors over the validation rows; none does: the cheapest λ), and the sweep as
     the manifest's calibration table. Cost is exact per row; estimated quality is not, and
     picking the best-looking of many noisy points would flatter it, so λ is chosen by cost."""
-    points = off_policy.curve(S, val, seed)
     rows = np.arange(val.n)
     top = np.nanmax(np.where(val.offered, val.price, np.nan), axis=1)
     table, ok = [], []
-    for p in points:
-        paid = val.price[rows, off_policy.choose(S, val, p["cost_weight"])]
+    for lam, choice in off_policy.choices(S, val):
+        paid = val.price[rows, choice]
+        quality = off_policy.value(choice, val, seed).quality
+        point = {
+            "cost_weight": lam,
+            "avg_quality": quality if np.isfinite(quality) else 0.0,
+            "avg_cost": float(paid.mean()),
+            "top_cost_share": float(np.mean(paid >= top - 1e-12)),
+        }
+        table.append(point)
         if paid.mean() + 1.645 * paid.std() / np.sqrt(val.n) <= budget + 1e-9:
-            ok.append(p)
-        table.append(
-            {
-                "cost_weight": p["cost_weight"],
-                "avg_quality": p["quality"] if np.isfinite(p["quality"]) else 0.0,
-                "avg_cost": p["cost"],
-                "top_cost_share": float(np.mean(paid >= top - 1e-12)),
-            }
-        )
-    best = min(ok, key=lambda p: p["cost_weight"]) if ok else min(points, key=lambda p: p["cost"])
+            ok.append(point)
+    best = (
+        min(ok, key=lambda p: p["cost_weight"]) if ok else min(table, key=lambda p: p["avg_cost"])
+    )
     return float(best["cost_weight"]), table
 
 
@@ -238,7 +232,7 @@ def train_from_telemetry(opts: TelemetryOptions, step: Step, bar: Bar) -> TrainR
         )
 
     step(f"validate {opts.router} on {val.n} rows")
-    S_val = _predict(
+    S_val = predict_quality(
         to_onnx(fit(fit_rows), X.shape[1]).SerializeToString(), X[: train_fb.n][~inner]
     )
     target, budget = _target_budget(
@@ -254,7 +248,7 @@ def train_from_telemetry(opts: TelemetryOptions, step: Step, bar: Bar) -> TrainR
     if parity["tie_aware_agreement"] < 1.0:
         raise ValueError(f"parity check failed: ONNX and the fit decide differently: {parity}")
     blob = model.SerializeToString()
-    S_held = _predict(blob, X_held)
+    S_held = predict_quality(blob, X_held)
     evaluation = _evaluate(S_held, held, lam, opts.seed)
     evaluation["training_rows"] = train_fb.n
     step(

@@ -49,6 +49,7 @@ __all__ = [
     "fit_router",
     "load_for_training",
     "model_costs",
+    "predict_quality",
     "price_prior",
     "train_bundle",
 ]
@@ -174,7 +175,8 @@ def _features(
     return encode_all(built, ds.queries, bar(f"featurize {what}", ds.n_queries))
 
 
-def _predict(onnx_bytes: bytes, X: npt.NDArray[np.float32]) -> F64:
+def predict_quality(onnx_bytes: bytes, X: npt.NDArray[np.float32]) -> F64:
+    """An exported router's outputs (``quality``) for feature rows ``X``."""
     (out,) = make_session(onnx_bytes).run(["quality"], {"features": X})
     return np.asarray(out, dtype=np.float64)
 
@@ -212,7 +214,7 @@ def _validate(
     for kind in kinds:
         step(f"validate {kind} on {int((~inner).sum())} rows")
         trained = outputs.fit(X[inner], Y_fit[inner], opts.seed, kind)
-        S_val = _predict(to_onnx(trained, X.shape[1]).SerializeToString(), X[~inner])
+        S_val = predict_quality(to_onnx(trained, X.shape[1]).SerializeToString(), X[~inner])
         cal = None
         if opts.calibration == "platt":
             cal = platt(S_val, outputs.targets(Y[~inner]))
@@ -251,7 +253,7 @@ class FittedRouter:
     def scores(self, queries: Sequence[str], progress: Progress | None = None) -> F64:
         """The exported graph's outputs for ``queries`` (featurized by the exported featurizer)."""
         X = encode_all(self.built, queries, progress)
-        return _predict(self.model.SerializeToString(), X)
+        return predict_quality(self.model.SerializeToString(), X)
 
 
 def fit_router(
@@ -319,7 +321,7 @@ def train_bundle(opts: TrainOptions, step: Step, bar: Bar) -> TrainResult:
     router_blob = fitted.model.SerializeToString()
     cols = outputs.columns
     report = evaluate_predictions(
-        _predict(router_blob, X_test),
+        predict_quality(router_blob, X_test),
         test.quality[:, cols].astype(np.float64),
         Y_train[:, cols],
         cost[cols],

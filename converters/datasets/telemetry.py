@@ -77,18 +77,24 @@ def _files(source: Path) -> list[Path]:
     return files
 
 
+def _json_lines(path: Path) -> Iterator[tuple[int, Any]]:
+    """Each non-blank line of ``path`` parsed, with its line number; ValueError names the line
+    that is not JSON."""
+    with path.open("rb") as fh:
+        for n, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                yield n, orjson.loads(line)
+            except orjson.JSONDecodeError as exc:
+                raise ValueError(f"{path}:{n}: not a JSON line ({exc})") from None
+
+
 def _read_jsonl(files: Iterable[Path]) -> Iterator[dict[str, Any]]:
     for path in files:
-        with path.open("rb") as fh:
-            for n, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    doc = orjson.loads(line)
-                except orjson.JSONDecodeError as exc:
-                    raise ValueError(f"{path}:{n}: not a JSON line ({exc})") from None
-                if isinstance(doc, dict) and "type" in doc:
-                    yield doc
+        for _, doc in _json_lines(path):
+            if isinstance(doc, dict) and "type" in doc:
+                yield doc
 
 
 def _read_stream(url: str, chunk: int = 10_000) -> Iterator[dict[str, Any]]:
@@ -252,18 +258,11 @@ def load_prompt_store(path: Path, key: bytes) -> dict[str, str]:
     ``{"prompt": …}`` objects (or of JSON strings), so that events recorded without prompt text
     can still be trained on."""
     store: dict[str, str] = {}
-    with path.open("rb") as fh:
-        for n, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                doc = orjson.loads(line)
-            except orjson.JSONDecodeError as exc:
-                raise ValueError(f"{path}:{n}: not a JSON line ({exc})") from None
-            text = doc.get("prompt") if isinstance(doc, dict) else doc
-            if not isinstance(text, str) or not text:
-                raise ValueError(f"{path}:{n}: expected a string or an object with 'prompt'")
-            store[prompt_hash(key, text)] = text
+    for n, doc in _json_lines(path):
+        text = doc.get("prompt") if isinstance(doc, dict) else doc
+        if not isinstance(text, str) or not text:
+            raise ValueError(f"{path}:{n}: expected a string or an object with 'prompt'")
+        store[prompt_hash(key, text)] = text
     return store
 
 

@@ -16,6 +16,7 @@ Uncertainty: a Poisson bootstrap over rows (paired, for differences between two 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,7 +25,7 @@ import numpy.typing as npt
 from converters.datasets.telemetry import LoggedFeedback
 from converters.evaluation.policies import TIE_TOL, default_lambdas
 
-__all__ = ["PolicyValue", "choose", "compare", "curve", "logged_greedy", "value"]
+__all__ = ["PolicyValue", "choices", "choose", "compare", "curve", "logged_greedy", "value"]
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
@@ -116,13 +117,13 @@ def compare(challenger: I64, champion: I64, fb: LoggedFeedback, seed: int = 0) -
     }
 
 
+def choices(S: F64, fb: LoggedFeedback) -> Iterator[tuple[float, I64]]:
+    """The policy's choices at each λ of a sweep (:func:`default_lambdas` over the offered
+    prices), in increasing λ."""
+    for lam in default_lambdas(np.where(np.isfinite(S), S, 0.0), fb.price[fb.offered]):
+        yield float(lam), choose(S, fb, float(lam))
+
+
 def curve(S: F64, fb: LoggedFeedback, seed: int = 0) -> list[dict[str, float]]:
     """The policy's operating points over a λ sweep: λ, estimated quality, cost, evidence."""
-    offered_prices = fb.price[fb.offered]
-    finite = np.where(np.isfinite(S), S, np.nan)
-    lambdas = default_lambdas(np.nan_to_num(finite, nan=0.0), offered_prices)
-    out = []
-    for lam in lambdas:
-        v = value(choose(S, fb, float(lam)), fb, seed)
-        out.append({"cost_weight": float(lam)} | v.as_dict())
-    return out
+    return [{"cost_weight": lam} | value(c, fb, seed).as_dict() for lam, c in choices(S, fb)]
