@@ -68,6 +68,7 @@ from benchmarks.tracing_overhead import (
     draw_arms,
     interleave,
     pin_threads,
+    print_log_tails,
     print_table,
     results_dir,
     shown_path,
@@ -384,10 +385,7 @@ def _serve(
         runs = interleave(services, WORKLOADS, names, data, args.rounds, args.seconds, out, side)
         counters = {svc.arm: _counters(svc.metrics_port) for svc in services}
     except Exception:
-        for svc in services:
-            tail = svc.proc.log_tail(12)
-            if tail:
-                print(f"    {svc.workload}/{svc.arm} log tail:\n{tail}", flush=True)
+        print_log_tails(services)
         raise
     finally:
         for svc in services:

@@ -231,6 +231,14 @@ def measure(
     )
 
 
+def print_log_tails(services: Sequence[Service]) -> None:
+    """The last lines of each service's log (when a run fails)."""
+    for svc in services:
+        tail = svc.proc.log_tail(12)
+        if tail:
+            print(f"    {svc.workload}/{svc.arm} log tail:\n{tail}", flush=True)
+
+
 def interleave(
     services: Sequence[Service],
     workloads: Mapping[str, str],
@@ -528,10 +536,7 @@ def main(argv: list[str] | None = None) -> int:
             ("jaeger", jaeger.proc.pid),
         )
     except Exception:
-        for svc in services:
-            tail = svc.proc.log_tail(12)
-            if tail:
-                print(f"    {svc.workload}/{svc.arm} log tail:\n{tail}", flush=True)
+        print_log_tails(services)
         raise
     finally:
         for svc in services:
