@@ -33,6 +33,7 @@ pytestmark = pytest.mark.e2e
 
 BIG, SMALL = "gpt-big", "small-fast"  # served by upstream a and b; c is Envoy's default route
 SECRET = "zebra-papaya-417"  # in prompts; must never show up in a log
+_PROCESS_SPAN = "/envoy.service.ext_proc.v3.ExternalProcessor/Process"
 
 
 def _require_tools() -> None:
@@ -475,13 +476,19 @@ def test_one_trace_goes_from_envoy_through_the_service(
         assert raw.headers.get("x-routeiq-model") == BIG, (
             service.log()[-3000:] + envoy.log()[-3000:]
         )
-        found = jaeger_server.wait_for(trace_id, {"routeiq-edge-envoy", "routeiq-router"})
+        found = jaeger_server.wait_for(
+            trace_id,
+            {
+                "routeiq-edge-envoy": set(),
+                "routeiq-router": {_PROCESS_SPAN, "routeiq.route"},
+            },
+        )
     finally:
         envoy.stop()
         service.stop()
     envoy_ids = {s["spanID"] for s in spans_of(found, "routeiq-edge-envoy")}
     ours = {s["operationName"]: s for s in spans_of(found, "routeiq-router")}
-    server = ours["/envoy.service.ext_proc.v3.ExternalProcessor/Process"]
+    server = ours[_PROCESS_SPAN]
     parents = [r["spanID"] for r in server["references"] if r["refType"] == "CHILD_OF"]
     assert parents and parents[0] in envoy_ids, "the service's span does not continue Envoy's"
     assert "routeiq.route" in ours

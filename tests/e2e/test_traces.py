@@ -98,7 +98,14 @@ def test_one_trace_holds_the_edge_and_the_service(
         extra_headers={"traceparent": f"00-{trace_id}-{secrets.token_hex(8)}-01"},
     )
     assert raw.headers["x-routeiq-source"] == "MODEL"
-    found = jaeger_server.wait_for(trace_id, {EDGE_SERVICE, ROUTER_SERVICE})
+    stages = {"routeiq.prediction_cache", "routeiq.inference", "routeiq.policy"}
+    found = jaeger_server.wait_for(
+        trace_id,
+        {
+            EDGE_SERVICE: {"routeiq.edge.route"},
+            ROUTER_SERVICE: {"/routeiq.router.v1.Router/Route", "routeiq.route", *stages},
+        },
+    )
 
     edge = {s["spanID"]: s for s in spans_of(found, EDGE_SERVICE)}
     ours = [s for s in edge.values() if s["operationName"] == "routeiq.edge.route"]
@@ -114,7 +121,7 @@ def test_one_trace_holds_the_edge_and_the_service(
     assert _parent(route) == server_span["spanID"]
     assert _tags(route)["routeiq.router"] == TIER_ROUTER
     assert _tags(route)["routeiq.source"] == "MODEL"
-    for stage in ("routeiq.prediction_cache", "routeiq.inference", "routeiq.policy"):
+    for stage in stages:
         assert _parent(service[stage]) == route["spanID"], stage
     assert service_names(found) >= {EDGE_SERVICE, ROUTER_SERVICE}
     for span in found["spans"]:  # neither the edge's spans nor the service's hold the prompt

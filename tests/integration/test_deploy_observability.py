@@ -525,7 +525,11 @@ async def test_collector_config_carries_the_services_spans_to_jaeger(
                 )
         finally:
             await server.stop(0)  # flushes the spans to the collector
-        found = await asyncio.to_thread(jaeger_server.wait_for, trace_id, {"routeiq-router"})
+        found = await asyncio.to_thread(
+            jaeger_server.wait_for,
+            trace_id,
+            {"routeiq-router": {"/routeiq.router.v1.Router/Route", "routeiq.route"}},
+        )
     finally:
         await asyncio.to_thread(collector.stop)
     names = {span["operationName"] for span in spans_of(found, "routeiq-router")}

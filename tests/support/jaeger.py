@@ -108,25 +108,38 @@ class JaegerServer:
         return data[0] if data else None
 
     def wait_for(
-        self, trace_id: str, services: set[str], timeout_s: float = 30.0
+        self, trace_id: str, expected: dict[str, set[str]], timeout_s: float = 30.0
     ) -> dict[str, Any]:
-        """The trace once it holds spans of every one of ``services`` (spans arrive in
-        batches, from several processes)."""
+        """The trace once every service in ``expected`` has sent spans, including one of each
+        operation named for it (spans arrive in batches, from several processes, so one
+        service's first batch may not hold the span a test looks for)."""
         deadline = time.monotonic() + timeout_s
-        seen: set[str] = set()
+        missing: dict[str, set[str]] = expected
         while time.monotonic() < deadline:
             found = self.trace(trace_id)
             if found is not None:
-                seen = service_names(found)
-                if services <= seen:
+                missing = _missing(found, expected)
+                if not missing:
                     return found
             time.sleep(0.2)
-        raise TimeoutError(f"trace {trace_id} has spans of {sorted(seen)}, not {sorted(services)}")
+        raise TimeoutError(f"trace {trace_id} still lacks {missing}")
 
     def stop(self) -> None:
         stop_process(self.proc, 10.0)
         self._log.close()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _missing(trace: dict[str, Any], expected: dict[str, set[str]]) -> dict[str, set[str]]:
+    """What of ``expected`` (service → operation names) the trace does not hold yet; a service
+    with no spans at all is missing even when no operation is named for it."""
+    present = service_names(trace)
+    missing = {}
+    for service, operations in expected.items():
+        names = {s["operationName"] for s in spans_of(trace, service)}
+        if service not in present or not operations <= names:
+            missing[service] = operations - names
+    return missing
 
 
 def service_names(trace: dict[str, Any]) -> set[str]:
