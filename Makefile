@@ -15,7 +15,7 @@ DEFAULT_ROUTER ?= knn
 DEFAULT_FEATURIZER ?= tfidf
 
 .PHONY: run test install tools proto proto-check lint typecheck pytest lock clean bundle edge \
-	edge-envoy deploy-check quality bench bench-smoke bench-swap bench-security bench-tracing bench-events audit sbom
+	edge-envoy deploy-check quality bench bench-smoke bench-swap bench-security bench-tracing bench-events bench-featurizers audit sbom
 
 $(VENV)/.installed: requirements/lock.txt requirements/models.txt requirements/edge-litellm.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -151,6 +151,9 @@ bench-tracing: install tools bundle ## hit/miss calls/s: tracing off vs 1 % vs 1
 
 bench-events: install tools bundle ## cache-hit calls/s: decision events off / JSONL / Redis; write rates (~4 min)
 	PATH="$(CURDIR)/$(TOOLS):$$PATH" $(PY) -m benchmarks.events_overhead $(BENCH_ARGS)
+
+bench-featurizers: install ## µs per prompt in process: TF-IDF, static (numpy vs ONNX Runtime), tokenizers (~2 min)
+	$(PY) -m benchmarks.featurizer_cost $(BENCH_ARGS)
 
 bench-smoke: install tools ## the benchmark harness end to end in seconds (also run by the tests)
 	PATH="$(CURDIR)/$(TOOLS):$$PATH" $(PY) -m benchmarks.run --smoke

@@ -16,9 +16,11 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 import onnxruntime as ort
-from tokenizers import Encoding, Tokenizer
+from tokenizers import Tokenizer
 
 from router_service.featurizers.base import InputKind
+from router_service.featurizers.static import TOLERANCE, StaticTables
+from router_service.featurizers.wordpiece import TokenIds
 from router_service.onnx_session import make_session
 
 __all__ = ["MiniLMFeaturizer", "length_groups"]
@@ -29,6 +31,14 @@ _INPUTS = ("input_ids", "attention_mask")
 _OUTPUT = "embedding"
 _HASH_CHUNK = 1 << 20
 _PAD_SLACK = 1.25  # a length group's padded tokens stay within this factor of its own tokens
+_PROBES = (  # texts on which a static graph's numpy evaluation must agree with ONNX Runtime
+    "",
+    "hi",
+    "How many prime numbers are there below one hundred?",
+    "Ünïcödé façade, naïve café; 日本語のテキスト; Ελληνικά",
+    "def reverse(xs: list[int]) -> list[int]:\n    return xs[::-1]  # [MASK] [UNK]",
+    "Solve for x: 3x + 7 = 40, then explain each step to a twelve-year-old. " * 8,
+)
 
 
 def _file_sha256(path: Path) -> str:
@@ -67,14 +77,17 @@ def _output_dim(session: ort.InferenceSession) -> int:
     return int(shape[1])
 
 
-def _pad(encodings: Sequence[Encoding], pad_id: int) -> dict[str, npt.NDArray[np.int64]]:
-    """Right-pad the encodings to the longest one: ``input_ids`` and ``attention_mask``."""
-    longest = max(len(enc.ids) for enc in encodings)
-    ids = np.full((len(encodings), longest), pad_id, dtype=np.int64)
-    mask = np.zeros((len(encodings), longest), dtype=np.int64)
-    for row, enc in enumerate(encodings):
-        ids[row, : len(enc.ids)] = enc.ids
-        mask[row, : len(enc.ids)] = 1
+def _pad(rows: Sequence[list[int]], pad_id: int) -> dict[str, npt.NDArray[np.int64]]:
+    """Right-pad the token ids to the longest row: ``input_ids`` and ``attention_mask``."""
+    if len(rows) == 1:
+        ids = np.array(rows, dtype=np.int64)
+        return {"input_ids": ids, "attention_mask": np.ones_like(ids)}
+    longest = max(len(row) for row in rows)
+    ids = np.full((len(rows), longest), pad_id, dtype=np.int64)
+    mask = np.zeros((len(rows), longest), dtype=np.int64)
+    for i, row in enumerate(rows):
+        ids[i, : len(row)] = row
+        mask[i, : len(row)] = 1
     return {"input_ids": ids, "attention_mask": mask}
 
 
@@ -94,6 +107,12 @@ class MiniLMFeaturizer:
     run measured >= 0.96); featurize one text at a time where bit-stability matters (pass
     ``quantized=True`` for such a graph: ``batch_invariant`` is then false and the engine's
     micro-batching featurizes its texts one by one).
+
+    A static encoder's graph is evaluated with numpy from its own tables once the two agree on
+    probe texts (:mod:`router_service.featurizers.static`: 2x faster per prompt).
+
+    Token ids come from :class:`~router_service.featurizers.wordpiece.TokenIds`: the same ids as
+    ``tokenizer.json``, word by word for ASCII text (14 µs for a typical prompt instead of 60–70).
 
     The session uses ``intra_op_threads`` intra-op threads, one inter-op thread, sequential
     execution and all graph optimisations. ``featurize`` is synchronous and may be called from
@@ -123,15 +142,39 @@ class MiniLMFeaturizer:
         self.max_length = max_length
         self.batch_invariant = not quantized
         """False for the int8 graph: the engine then featurizes its texts one at a time."""
-        self._tokenizer, self._pad_id = _load_tokenizer(Path(tokenizer_path), max_length)
+        tokenizer, self._pad_id = _load_tokenizer(Path(tokenizer_path), max_length)
+        self.token_ids = TokenIds(tokenizer, Path(tokenizer_path), max_length)
+        """How texts become token ids (see :class:`TokenIds`)."""
         self._session = make_session(str(self.onnx_path), intra_op_threads)
         self.dim: int = _output_dim(self._session)
+        self._tables = self._static_tables() if name == "static" else None
+        self.evaluator = "numpy" if self._tables is not None else "onnxruntime"
+        """What evaluates the graph: ``numpy`` for a static encoder's (see :mod:`.static`)."""
         graph_sha = sha256 or _file_sha256(self.onnx_path)
         identity = f"{name}:{graph_sha}:{_file_sha256(Path(tokenizer_path))}:{max_length}"
         self.sha256: str = hashlib.sha256(identity.encode()).hexdigest()
         """Covers the graph, the tokenizer and the truncation: bundles that share an encoder
         but not its tokenizer or ``max_length`` never share feature-cache entries."""
         logger.info("loaded %s encoder %s (dim %d)", self.name, self.onnx_path, self.dim)
+
+    def _static_tables(self) -> StaticTables | None:
+        """The graph's tables when it is a static encoder and numpy agrees with ONNX Runtime
+        on :data:`_PROBES`; None (ONNX Runtime serves it) otherwise. The session is released
+        when numpy takes over (the table would otherwise be held twice)."""
+        tables = StaticTables.from_graph(self.onnx_path)
+        if tables is None:
+            return None
+        rows = [self.token_ids.ids(text) for text in _PROBES]
+        ours = tables.embed(rows)
+        for row, want in zip(rows, ours, strict=True):
+            (got,) = self._session.run([_OUTPUT], _pad([row], self._pad_id))
+            if not np.allclose(got[0], want, rtol=0.0, atol=TOLERANCE):
+                logger.warning(
+                    "%s: numpy and ONNX Runtime disagree; ONNX Runtime serves it", self.onnx_path
+                )
+                return None
+        del self._session
+        return tables
 
     def featurize(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
         """Embed ``texts``: float32 ``[len(texts), dim]``, each row L2-normalised.
@@ -143,13 +186,16 @@ class MiniLMFeaturizer:
             raise TypeError("featurize takes a sequence of texts, not a single str")
         if len(texts) == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
+        if self._tables is not None:
+            return self._tables.embed([self.token_ids.ids(text) for text in texts])
         if len(texts) == 1:
-            encodings = [self._tokenizer.encode(texts[0])]
-        else:
-            encodings = self._tokenizer.encode_batch(list(texts))
-        out = np.empty((len(encodings), self.dim), dtype=np.float32)
-        for rows in length_groups([len(enc.ids) for enc in encodings]):
-            feed = _pad([encodings[i] for i in rows], self._pad_id)
+            feed = _pad([self.token_ids.ids(texts[0])], self._pad_id)
+            (emb,) = self._session.run([_OUTPUT], feed)
+            return np.asarray(emb, dtype=np.float32)
+        tokens = [self.token_ids.ids(text) for text in texts]
+        out = np.empty((len(tokens), self.dim), dtype=np.float32)
+        for rows in length_groups([len(ids) for ids in tokens]):
+            feed = _pad([tokens[i] for i in rows], self._pad_id)
             (emb,) = self._session.run([_OUTPUT], feed)
             out[rows] = emb
         return out
