@@ -22,6 +22,7 @@ __all__ = ["CACHE", "KEYS", "ensure_bundle", "ensure_keyed", "ensure_synthetic"]
 CACHE = REPO / "benchmarks" / ".cache"
 KEYS = {  # a scenario's bundle key -> (router kind, featurizer)
     "tfidf": ("knn", "tfidf"),
+    "static": ("knn", "static"),
     "minilm": ("knn", "minilm"),
     "minilm-int8": ("knn", "minilm-int8"),
     "linear-tfidf": ("linear", "tfidf"),

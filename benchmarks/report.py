@@ -102,6 +102,7 @@ _RATIOS = (
     ("static vs echo", "static", "echo"),
     ("tfidf-miss vs echo", "tfidf-miss", "echo"),
     ("tfidf-miss vs cache-hit", "tfidf-miss", "cache-hit"),
+    ("static-miss vs tfidf-miss", "static-miss", "tfidf-miss"),
     ("linear-tfidf-miss vs tfidf-miss", "linear-tfidf-miss", "tfidf-miss"),
     ("minilm-miss vs tfidf-miss", "minilm-miss", "tfidf-miss"),
     ("minilm-int8-miss vs minilm-miss", "minilm-int8-miss", "minilm-miss"),

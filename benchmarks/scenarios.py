@@ -69,6 +69,7 @@ FULL: tuple[Scenario, ...] = (
     _HIT,
     _STATIC,
     _TFIDF,
+    Scenario("static-miss", "miss, kNN over the static encoder", bundle="static"),
     Scenario("minilm-miss", "miss, kNN over MiniLM fp32", bundle="minilm"),
     Scenario("minilm-int8-miss", "miss, kNN over MiniLM int8", bundle="minilm-int8"),
     Scenario("linear-tfidf-miss", "miss, linear over TF-IDF", bundle="linear-tfidf"),
