@@ -26,6 +26,10 @@ line = (f"  router {r['router']['avg_quality']:.3f} @ {r['router']['avg_cost']:.
 if "apgr" in r:
     line += f"  |  APGR {r['apgr']['apgr']:.3f} (random {r['apgr']['random_apgr']:.3f})"
 line += f"  |  gain {r['frontier_gain']['mean_gain']:.4f}, λ step {r['max_cost_jump']:.0%}"
+below = r["below_frontier"]
+line += f"  |  below the single-model frontier at {len(below)}/{len(r['curve'])} λ"
+if below:
+    line += f" (worst −{max(p['shortfall'] for p in below):.3f})"
 print(line)
 PY
 }

@@ -51,6 +51,23 @@ def _pct(x: float) -> str:
     return f"{x:.3f}"
 
 
+def _frontier_line(report: dict[str, Any]) -> str:
+    """Where the λ sweep lies below the single-model frontier, if anywhere, and why."""
+    below = report["below_frontier"]
+    if not below:
+        return "every λ of the sweep lies on or above the single-model frontier"
+    worst = max(below, key=lambda p: p["shortfall"])
+    share = ", ".join(
+        f"{m} {v:.0%}" for m, v in sorted(worst["call_share"].items(), key=lambda kv: -kv[1]) if v
+    )
+    return (
+        f"below the single-model frontier at {len(below)} of {len(report['curve'])} λ; worst "
+        f"at λ = {worst['cost_weight']:.4g}: {worst['avg_quality']:.3f} at cost "
+        f"{worst['avg_cost']:.4g} where mixing single models reaches "
+        f"{worst['frontier_quality']:.3f} (−{worst['shortfall']:.3f}); it sends {share}"
+    )
+
+
 def _summary(report: dict[str, Any], unit: str) -> str:
     r, b, o, rnd = (report[k] for k in ("router", "best_single", "oracle", "random"))
     lines = [
@@ -64,6 +81,7 @@ def _summary(report: dict[str, Any], unit: str) -> str:
         f"cost unit: {unit}; frontier gain (mean quality above single models): "
         f"{report['frontier_gain']['mean_gain']:.4f}; largest cost step between neighbouring "
         f"λ: {report['max_cost_jump']:.0%} of the dearest model's cost",
+        _frontier_line(report),
     ]
     if "apgr" in report:
         a = report["apgr"]

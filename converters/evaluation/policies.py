@@ -39,6 +39,7 @@ __all__ = [
     "default_lambdas",
     "evaluate_choice",
     "frontier_gain",
+    "frontier_shortfalls",
     "lambda_for_budget",
     "random_apgr",
     "sweep",
@@ -338,6 +339,22 @@ def frontier_gain(
     g = np.maximum(_frontier_at(gx, gy, grid_c), f)
     area = float(np.trapezoid(g - f, grid_c))
     return FrontierGain(area, area / (hi - lo), (lo, hi))
+
+
+def frontier_shortfalls(
+    curve: Sequence[CurvePoint], singles: Sequence[tuple[float, float]]
+) -> list[tuple[CurvePoint, float]]:
+    """The operating points that lie below the single-model frontier F (see
+    :func:`frontier_gain`: the best quality reachable at that average cost by randomly mixing
+    single models), each with F at its cost: ``(point, F(point.avg_cost))``. A point that is a
+    single model (the router sends everything to one) lies on F, never below it."""
+    fx, fy = _budget_frontier(singles)
+    out = []
+    for point in curve:
+        (reachable,) = _frontier_at(fx, fy, np.array([point.avg_cost]))
+        if point.avg_quality < reachable - TIE_TOL:
+            out.append((point, float(reachable)))
+    return out
 
 
 def _frontier_at(xs: F64, ys: F64, c: F64) -> F64:

@@ -14,6 +14,7 @@ from converters.evaluation import policies as ev
 
 __all__ = [
     "Target",
+    "below_frontier",
     "calibrate_lambda",
     "curve_axes",
     "curve_points",
@@ -138,6 +139,7 @@ def evaluate_predictions(
     routed = ev.evaluate_choice(ev.choose_utility(S, weighed, lam), Y_test, cost)
     base = ev.baselines(Y_train, Y_test, cost)
     curve, gain = ev.sweep(S, Y_test, cost, weighed)
+    singles = single_models(models, Y_test, cost)
     out: dict[str, Any] = {
         "rows": len(Y_test),
         "cost_weight": lam,
@@ -146,13 +148,16 @@ def evaluate_predictions(
         | {"model": models[ev.best_single_index(Y_train, cost)]},
         "oracle": _policy(base["oracle"], models),
         "random": _policy(base["random"], models),
-        "single_models": single_models(models, Y_test, cost),
+        "single_models": singles,
         "curve": curve_points(curve),
         "frontier_gain": {
             "area": gain.area,
             "mean_gain": gain.mean_gain,
             "cost_range": list(gain.cost_range),
         },
+        "below_frontier": below_frontier(
+            S, Y_test, cost, weighed=weighed, curve=curve, models=models
+        ),
         "max_cost_jump": max_cost_jump(curve, float(np.max(cost))),
     }
     if len(models) == 2:
@@ -166,6 +171,35 @@ def evaluate_predictions(
             "random_apgr": ev.random_apgr(Y_test[:, weak], Y_test[:, strong]),
             "points": [list(p) for p in res.points],
         }
+    return out
+
+
+def below_frontier(
+    S: F64,
+    Y: F64,
+    cost: F64,
+    *,
+    weighed: F64,
+    curve: Sequence[ev.CurvePoint],
+    models: Sequence[str],
+) -> list[dict[str, Any]]:
+    """The λ of the sweep whose operating point lies below the single-model frontier (what
+    randomly mixing single models reaches at the same average cost), each with the shortfall
+    and where the router sends its prompts there (``call_share``): the evidence for why."""
+    singles = [(float(cost[j]), float(Y[:, j].mean())) for j in range(Y.shape[1])]
+    out = []
+    for point, reachable in ev.frontier_shortfalls(curve, singles):
+        res = ev.evaluate_choice(ev.choose_utility(S, weighed, point.lam), Y, cost)
+        out.append(
+            {
+                "cost_weight": point.lam,
+                "avg_cost": point.avg_cost,
+                "avg_quality": point.avg_quality,
+                "frontier_quality": reachable,
+                "shortfall": reachable - point.avg_quality,
+                "call_share": {m: share for m, share in zip(models, res.call_share, strict=True)},
+            }
+        )
     return out
 
 

@@ -7,6 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
+from converters.cli import _frontier_line
 from converters.datasets import SHIPPED_DATA as DATA
 from converters.evaluation.policies import (
     CurvePoint,
@@ -19,10 +20,11 @@ from converters.evaluation.policies import (
     default_lambdas,
     evaluate_choice,
     frontier_gain,
+    frontier_shortfalls,
     lambda_for_budget,
     random_apgr,
 )
-from converters.evaluation.report import Target, calibrate_lambda
+from converters.evaluation.report import Target, calibrate_lambda, evaluate_predictions
 
 
 def test_choose_utility_prefers_cheaper_on_ties_and_trades_cost() -> None:
@@ -126,6 +128,36 @@ def test_frontier_gain_hand_computed() -> None:
     # to 0.6 over [0, 0.5] then stays flat -> 0.5 * 0.1 / 2 + 0.5 * 0.1
     flat = frontier_gain([CurvePoint(0.0, 0.5, 0.6)], [(0.0, 0.5), (1.0, 0.4)])
     assert flat.mean_gain == pytest.approx(0.075, abs=1e-5)
+
+
+def test_frontier_shortfalls_name_the_points_below_mixing() -> None:
+    singles = [(0.0, 0.5), (1.0, 0.7)]  # mixing the two reaches 0.6 at cost 0.5
+    curve = [
+        CurvePoint(10.0, 0.0, 0.5),  # the cheap model alone: on the frontier
+        CurvePoint(1.0, 0.5, 0.65),  # above it
+        CurvePoint(0.5, 0.5, 0.55),  # below it by 0.05
+        CurvePoint(0.0, 1.0, 0.7),  # the dear model alone
+    ]
+    got = frontier_shortfalls(curve, singles)
+    assert [(p.lam, round(f, 9)) for p, f in got] == [(0.5, 0.6)]
+
+
+def test_the_report_says_where_a_router_falls_below_the_frontier_and_where_it_sends() -> None:
+    rng = np.random.default_rng(3)
+    Y = (rng.random((400, 2)) < [0.5, 0.8]).astype(np.float64)
+    cost = np.array([0.1, 1.0])
+    models = ("cheap", "dear")
+    oracle = evaluate_predictions(Y, Y, Y, cost, lam=0.1, models=models)
+    assert oracle["below_frontier"] == []
+    assert _frontier_line(oracle).startswith("every λ")
+    wrong = evaluate_predictions(1.0 - Y, Y, Y, cost, lam=0.1, models=models)  # inverted
+    below = wrong["below_frontier"]
+    assert below and all(p["avg_quality"] < p["frontier_quality"] for p in below)
+    for point in below:
+        assert sum(point["call_share"].values()) == pytest.approx(1.0)
+        assert 0.0 < point["call_share"]["dear"] < 1.0  # a mix: neither single model alone
+    line = _frontier_line(wrong)
+    assert f"at {len(below)} of {len(wrong['curve'])} λ" in line and "dear" in line
 
 
 def test_real_baselines_match_the_readme() -> None:
