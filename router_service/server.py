@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import gc
 import logging
 import signal
 from collections.abc import Callable
@@ -385,6 +386,19 @@ class RouterServer:
         await self._stopped.wait()
 
 
+def _freeze_startup_objects() -> None:
+    """Move everything alive after start-up (modules, bundles, sessions, config: hundreds of
+    thousands of objects) out of the cyclic garbage collector's reach: its full collections
+    then scan only what calls create, instead of pausing every call in flight for all of it
+    (cache-hit p99 at 64 in flight 43–47 → 35 ms here). Frozen objects are still freed by
+    reference counting (a start-up bundle that a reload replaces goes as usual) but a
+    reference cycle among them is never collected: at most once, since only what exists at
+    start-up is frozen."""
+    gc.collect()
+    gc.freeze()
+    log.info("froze %d start-up objects out of the cyclic GC", gc.get_freeze_count())
+
+
 async def serve(settings: Settings, on_ready: Callable[[int], None] | None = None) -> None:
     """Run one server until SIGTERM or SIGINT, then stop it gracefully (see the module doc)."""
     ImportAudit.install()
@@ -416,6 +430,7 @@ async def serve(settings: Settings, on_ready: Callable[[int], None] | None = Non
     if failed is not None:  # stop what did start, so nothing is left running, then say why
         await server.stop(grace_s=0.0)
         raise failed
+    _freeze_startup_objects()
     if on_ready is not None:
         on_ready(starting.result())
     await stop.wait()
