@@ -20,8 +20,9 @@ after ``candidates`` are aligned with it, one value per candidate (``null`` when
      "quality": [0.74125, 0.80833], "cost": [0.375, 6.25], "score": [0.71, 0.67],
      "prompt_hash": "…32 hex…"}
 
-Predictions are rounded to 5 decimals. Lines are encoded with orjson (about a fifth of the
-standard library's time: the writer shares the service's core).
+Predictions are written as float32 (the shortest decimal that reads back as the same value).
+Lines are encoded with orjson (about a fifth of the standard library's time: the writer shares
+the service's core).
 
 ``prompt_hash`` is a keyed BLAKE2b of the normalized prompt (lower case, whitespace collapsed):
 the same prompt hashes alike across replicas sharing the key, and the hash cannot be reversed
@@ -35,17 +36,18 @@ import asyncio
 import collections
 import hashlib
 import logging
-import math
 import os
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
+import numpy.typing as npt
 import orjson
 
-from router_service.domain import Decision, Outcome, RouteInput
+from router_service.domain import CandidateScore, Decision, Outcome, RouteInput
 from router_service.telemetry.outcomes import outcome_doc
 
 __all__ = [
@@ -256,7 +258,7 @@ class DecisionEvents:
             doc["prompt_hash"] = prompt_hash(self._key, text)
             if self._retain:
                 doc["prompt"] = text
-        return orjson.dumps(doc)
+        return orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY)
 
     async def close(self, timeout_s: float = 5.0) -> None:
         """Write what was recorded so far, then stop the writer and close the store."""
@@ -299,12 +301,16 @@ def _decision_doc(ts: float, req: RouteInput, decision: Decision, side: str) -> 
         "candidates": [c.name for c in cands],
         "input_price": [c.input_price for c in cands],
         "output_price": [c.output_price for c in cands],
-        "quality": [_short(s.quality) for s in scores],
-        "cost": [_short(s.cost) for s in scores],
-        "score": [_short(s.score) for s in scores],
-    }
+    } | _scores(scores)
 
 
-def _short(value: float | None) -> float | None:
-    """5 decimals (predictions are float32: more digits are noise); NaN and ±inf as null."""
-    return round(value, 5) if value is not None and math.isfinite(value) else None
+def _scores(scores: Sequence[CandidateScore]) -> dict[str, npt.NDArray[np.float32]]:
+    """Each score's quality, cost and score as float32 (predictions are float32: the shortest
+    decimal that reads back as the same float32 carries all they hold), NaN, ±inf and missing
+    as null: one array, serialised by orjson in Rust — a quarter of the time of rounding 27
+    floats in Python, on the answer path's event loop."""
+    table = np.array(  # None becomes NaN
+        [(s.quality, s.cost, s.score) for s in scores], dtype=np.float32
+    ).reshape(-1, 3)
+    columns = np.ascontiguousarray(table.T)  # orjson serialises C-contiguous arrays only
+    return dict(zip(("quality", "cost", "score"), columns, strict=True))
