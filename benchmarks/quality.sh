@@ -81,6 +81,14 @@ run mmlu-auto-tfidf routellm "$DATA/routellm" auto tfidf
 run gsm8k-logistic-tfidf routellm-gsm8k "$DATA/routellm" logistic tfidf
 run gsm8k-linear-tfidf-platt routellm-gsm8k "$DATA/routellm" linear tfidf --calibration platt
 run gsm8k-auto-tfidf routellm-gsm8k "$DATA/routellm" auto tfidf
+# Platt without task smoothing: the smoothest curves (shrinking toward each task's mean bunches
+# the predicted gaps by task, so a λ step moves a whole task at once).
+run llmrouter-linear-tfidf-platt-nosmooth llmrouter "$DATA/llmrouter" linear tfidf \
+    --calibration platt --task-smoothing 1
+run mmlu-linear-tfidf-platt-nosmooth routellm "$DATA/routellm" linear tfidf \
+    --calibration platt --task-smoothing 1
+run gsm8k-linear-tfidf-platt-nosmooth routellm-gsm8k "$DATA/routellm" linear tfidf \
+    --calibration platt --task-smoothing 1
 
 # The static encoder distilled from MiniLM (embeddings at TF-IDF cost).
 run llmrouter-knn-static llmrouter "$DATA/llmrouter" knn static
