@@ -77,12 +77,13 @@ def _files(source: Path) -> list[Path]:
     return files
 
 
-def _json_lines(path: Path) -> Iterator[tuple[int, Any]]:
+def _json_lines(path: Path, *, growing: bool = False) -> Iterator[tuple[int, Any]]:
     """Each non-blank line of ``path`` parsed, with its line number; ValueError names the line
-    that is not JSON."""
+    that is not JSON. ``growing``: the file is one a running service appends whole lines to,
+    so a last line without its newline is still being written and is left for the next read."""
     with path.open("rb") as fh:
         for n, line in enumerate(fh, 1):
-            if not line.strip():
+            if not line.strip() or (growing and not line.endswith(b"\n")):
                 continue
             try:
                 yield n, orjson.loads(line)
@@ -92,7 +93,7 @@ def _json_lines(path: Path) -> Iterator[tuple[int, Any]]:
 
 def _read_jsonl(files: Iterable[Path]) -> Iterator[dict[str, Any]]:
     for path in files:
-        for _, doc in _json_lines(path):
+        for _, doc in _json_lines(path, growing=True):
             if isinstance(doc, dict) and "type" in doc:
                 yield doc
 

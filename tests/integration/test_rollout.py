@@ -107,7 +107,8 @@ async def test_canary_share_sticky_ids_and_shadow(
         def recorded() -> list[dict[str, Any]]:
             if not shadow_path.exists():
                 return []
-            return [json.loads(line) for line in shadow_path.read_text().splitlines()]
+            whole = shadow_path.read_text().split("\n")[:-1]  # the last is still being written
+            return [json.loads(line) for line in whole]
 
         async def all_recorded() -> bool:
             return len(recorded()) >= len(shadow_ids)

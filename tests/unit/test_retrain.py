@@ -157,6 +157,10 @@ def test_telemetry_files_with_rotations_join_and_say_what_they_left_out(tmp_path
     (tmp_path / "outcomes.jsonl").write_text(json.dumps({"request_id": "r1", "quality": 0}) + "\n")
     for source in (tmp_path, tmp_path / "events.jsonl"):
         assert len(list(read_events(source))) == len(docs)
+    # the service appending to the live file: its last line is not whole yet, and waits
+    with (tmp_path / "events.jsonl").open("a") as fh:
+        fh.write(json.dumps(extra[0])[:40])
+    assert len(list(read_events(tmp_path))) == len(docs)
     fb, stats = join_feedback(read_events(tmp_path))
     assert stats.joined == fb.n == 40 and fb.router == "knn" and fb.models == ("a", "b")
     assert stats.dropped == {
