@@ -42,6 +42,7 @@ __all__ = [
     "frontier_shortfalls",
     "lambda_for_budget",
     "random_apgr",
+    "single_points",
     "sweep",
 ]
 
@@ -286,10 +287,15 @@ def sweep(
     (``cost`` one per model)."""
     weighed = cost if policy_cost is None else policy_cost
     curve = cost_quality_curve(S, Y, cost, default_lambdas(S, weighed), weighed)
+    return curve, frontier_gain(curve, single_points(Y, cost))
+
+
+def single_points(Y: npt.ArrayLike, cost: npt.ArrayLike) -> list[tuple[float, float]]:
+    """(avg cost, avg quality) of always using each single model of ``Y`` (``cost`` one per
+    model): the points the single-model frontier is drawn through."""
     c = np.asarray(cost, dtype=np.float64)
     y = _as2d(Y, "Y")
-    singles = [(float(c[j]), float(y[:, j].mean())) for j in range(y.shape[1])]
-    return curve, frontier_gain(curve, singles)
+    return [(float(c[j]), float(y[:, j].mean())) for j in range(y.shape[1])]
 
 
 def _budget_frontier(points: Sequence[tuple[float, float]]) -> tuple[F64, F64]:

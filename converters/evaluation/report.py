@@ -139,7 +139,6 @@ def evaluate_predictions(
     routed = ev.evaluate_choice(ev.choose_utility(S, weighed, lam), Y_test, cost)
     base = ev.baselines(Y_train, Y_test, cost)
     curve, gain = ev.sweep(S, Y_test, cost, weighed)
-    singles = single_models(models, Y_test, cost)
     out: dict[str, Any] = {
         "rows": len(Y_test),
         "cost_weight": lam,
@@ -148,7 +147,7 @@ def evaluate_predictions(
         | {"model": models[ev.best_single_index(Y_train, cost)]},
         "oracle": _policy(base["oracle"], models),
         "random": _policy(base["random"], models),
-        "single_models": singles,
+        "single_models": single_models(models, Y_test, cost),
         "curve": curve_points(curve),
         "frontier_gain": {
             "area": gain.area,
@@ -186,9 +185,8 @@ def below_frontier(
     """The λ of the sweep whose operating point lies below the single-model frontier (what
     randomly mixing single models reaches at the same average cost), each with the shortfall
     and where the router sends its prompts there (``call_share``): the evidence for why."""
-    singles = [(float(cost[j]), float(Y[:, j].mean())) for j in range(Y.shape[1])]
     out = []
-    for point, reachable in ev.frontier_shortfalls(curve, singles):
+    for point, reachable in ev.frontier_shortfalls(curve, ev.single_points(Y, cost)):
         res = ev.evaluate_choice(ev.choose_utility(S, weighed, point.lam), Y, cost)
         out.append(
             {
