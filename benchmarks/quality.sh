@@ -20,11 +20,15 @@ evaluate() {  # bundle report format data: the bundle on the data's test rows
     "$BIN/python" - "$OUT/$report.json" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))
-line = (f"  router {r['router']['avg_quality']:.3f} @ {r['router']['avg_cost']:.4g}  |  "
-        f"best single {r['best_single']['avg_quality']:.3f} @ {r['best_single']['avg_cost']:.4g}"
-        f"  |  oracle {r['oracle']['avg_quality']:.3f}  |  random {r['random']['avg_quality']:.3f}")
+lo, hi = r["intervals"]["router_quality"]
+line = (f"  router {r['router']['avg_quality']:.3f} @ {r['router']['avg_cost']:.4g} (90% interval "
+        f"{lo:.3f}-{hi:.3f})  |  best single {r['best_single']['avg_quality']:.3f} @ "
+        f"{r['best_single']['avg_cost']:.4g}  |  oracle {r['oracle']['avg_quality']:.3f}  |  "
+        f"random {r['random']['avg_quality']:.3f}")
 if "apgr" in r:
-    line += f"  |  APGR {r['apgr']['apgr']:.3f} (random {r['apgr']['random_apgr']:.3f})"
+    a = r["apgr"]
+    line += (f"  |  APGR {a['apgr']:.3f} (90% interval {a['interval'][0]:.3f}-"
+             f"{a['interval'][1]:.3f}; random {a['random_apgr']:.3f})")
 line += f"  |  gain {r['frontier_gain']['mean_gain']:.4f}, λ step {r['max_cost_jump']:.0%}"
 below = r["below_frontier"]
 line += f"  |  below the single-model frontier at {len(below)}/{len(r['curve'])} λ"

@@ -68,6 +68,15 @@ def _frontier_line(report: dict[str, Any]) -> str:
     )
 
 
+def _interval_line(iv: dict[str, Any]) -> str:
+    """The sampling error of the test rows (bootstrap intervals)."""
+    (q_lo, q_hi), (d_lo, d_hi) = iv["router_quality"], iv["vs_best_single"]
+    return (
+        f"{iv['level']:.0%} bootstrap intervals over the test rows: router quality "
+        f"{q_lo:.3f}–{q_hi:.3f}, router minus best single {d_lo:+.3f} to {d_hi:+.3f}"
+    )
+
+
 def _summary(report: dict[str, Any], unit: str) -> str:
     r, b, o, rnd = (report[k] for k in ("router", "best_single", "oracle", "random"))
     lines = [
@@ -82,12 +91,14 @@ def _summary(report: dict[str, Any], unit: str) -> str:
         f"{report['frontier_gain']['mean_gain']:.4f}; largest cost step between neighbouring "
         f"λ: {report['max_cost_jump']:.0%} of the dearest model's cost",
         _frontier_line(report),
+        _interval_line(report["intervals"]),
     ]
     if "apgr" in report:
         a = report["apgr"]
+        lo, hi = a["interval"]
         lines.append(
-            f"APGR {a['apgr']:.3f} (random {a['random_apgr']:.3f}; "
-            f"strong {a['strong']}, weak {a['weak']})"
+            f"APGR {a['apgr']:.3f} ({report['intervals']['level']:.0%} interval {lo:.3f}–"
+            f"{hi:.3f}; random {a['random_apgr']:.3f}; strong {a['strong']}, weak {a['weak']})"
         )
     share = ", ".join(f"{m}: {s:.2f}" for m, s in r["call_share"].items() if s > 0)
     lines.append(f"router call share: {share}")

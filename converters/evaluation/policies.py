@@ -13,13 +13,14 @@ average quality, average cost and per-model call shares. Baselines: :func:`basel
 single model by training mean, oracle, expected random pick). Two-model sets:
 :func:`apgr`, exactly as RouteLLM computes it. Many models: :func:`cost_quality_curve` over a
 λ sweep and :func:`frontier_gain`, the area of the router's curve above the single-model
-frontier.
+frontier. :func:`bootstrap_interval` gives any of these statistics its sampling error over the
+evaluation rows.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,6 +34,7 @@ __all__ = [
     "apgr",
     "baselines",
     "best_single_index",
+    "bootstrap_interval",
     "choose_threshold",
     "choose_utility",
     "cost_quality_curve",
@@ -367,3 +369,25 @@ def _frontier_at(xs: F64, ys: F64, c: F64) -> F64:
     """Frontier value at costs ``c``; −inf below its cheapest point, flat after its last."""
     out = np.interp(c, xs, ys)
     return np.asarray(np.where(c < xs[0] - TIE_TOL, -np.inf, out), dtype=np.float64)
+
+
+def bootstrap_interval(
+    statistic: Callable[[IntArray], float],
+    n: int,
+    *,
+    level: float = 0.9,
+    draws: int = 1000,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """The percentile bootstrap interval of ``statistic(rows)`` over ``n`` evaluation rows:
+    ``draws`` seeded resamples of the row indices with replacement, and the central ``level``
+    share of the values they give. ``statistic`` receives the resampled indices; evaluate every
+    policy of a comparison on the same indices (a paired difference is far narrower than the
+    two intervals side by side)."""
+    if n <= 0 or not 0.0 < level < 1.0 or draws < 1:
+        raise ValueError(f"need n > 0, 0 < level < 1 and draws ≥ 1; got {n}, {level}, {draws}")
+    rng = np.random.default_rng(seed)
+    values = np.array([statistic(rng.integers(0, n, n)) for _ in range(draws)])
+    tail = (1.0 - level) / 2.0
+    low, high = np.nanquantile(values, [tail, 1.0 - tail])
+    return float(low), float(high)

@@ -1,5 +1,6 @@
 """Evaluation reports: a router's predictions against the truth, baselines, the cost–quality
-curve over a λ sweep, APGR for two-model sets, calibration of the default λ, and the plot."""
+curve over a λ sweep, APGR for two-model sets, bootstrap intervals of the headline figures,
+calibration of the default λ, and the plot."""
 
 from __future__ import annotations
 
@@ -13,12 +14,15 @@ import numpy.typing as npt
 from converters.evaluation import policies as ev
 
 __all__ = [
+    "INTERVAL_LEVEL",
     "Target",
+    "apgr_interval",
     "below_frontier",
     "calibrate_lambda",
     "curve_axes",
     "curve_points",
     "evaluate_predictions",
+    "intervals",
     "max_cost_jump",
     "plot_curve",
     "save_plot",
@@ -26,6 +30,8 @@ __all__ = [
 ]
 
 F64 = npt.NDArray[np.float64]
+INTERVAL_LEVEL = 0.9
+"""The central share of the bootstrap distribution that ``eval`` reports (``intervals``)."""
 
 
 class Target:
@@ -136,7 +142,8 @@ def evaluate_predictions(
     """Everything ``routeiq-bundle eval`` reports, as plain JSON-able data. ``policy_cost``:
     what λ weighs, when not ``cost`` (a tier router's price positions)."""
     weighed = cost if policy_cost is None else policy_cost
-    routed = ev.evaluate_choice(ev.choose_utility(S, weighed, lam), Y_test, cost)
+    choice = ev.choose_utility(S, weighed, lam)
+    routed = ev.evaluate_choice(choice, Y_test, cost)
     base = ev.baselines(Y_train, Y_test, cost)
     curve, gain = ev.sweep(S, Y_test, cost, weighed)
     out: dict[str, Any] = {
@@ -158,19 +165,48 @@ def evaluate_predictions(
             S, Y_test, cost, weighed=weighed, curve=curve, models=models
         ),
         "max_cost_jump": max_cost_jump(curve, float(np.max(cost))),
+        "intervals": intervals(Y_test, choice, ev.best_single_index(Y_train, cost)),
     }
     if len(models) == 2:
         strong = int(np.argmax(cost))
         weak = 1 - strong
-        res = ev.apgr(S[:, strong] - S[:, weak], Y_test[:, weak], Y_test[:, strong])
+        gap = S[:, strong] - S[:, weak]
+        res = ev.apgr(gap, Y_test[:, weak], Y_test[:, strong])
         out["apgr"] = {
             "strong": models[strong],
             "weak": models[weak],
             "apgr": res.apgr,
             "random_apgr": ev.random_apgr(Y_test[:, weak], Y_test[:, strong]),
+            "interval": apgr_interval(gap, Y_test[:, weak], Y_test[:, strong]),
             "points": [list(p) for p in res.points],
         }
     return out
+
+
+def intervals(Y: F64, choice: npt.ArrayLike, best: int) -> dict[str, Any]:
+    """Bootstrap intervals (:func:`~converters.evaluation.policies.bootstrap_interval`) over
+    the evaluation rows: the router's average quality at its λ (``choice``) and its difference
+    from the best single model (column ``best``) on the same resampled rows. A target inside
+    an interval is neither met nor missed by these rows."""
+    ch = np.asarray(choice, dtype=np.int64)
+    got = Y[np.arange(len(Y)), ch]
+    return {
+        "level": INTERVAL_LEVEL,
+        "router_quality": ev.bootstrap_interval(
+            lambda i: float(got[i].mean()), len(Y), level=INTERVAL_LEVEL
+        ),
+        "vs_best_single": ev.bootstrap_interval(
+            lambda i: float((got[i] - Y[i, best]).mean()), len(Y), level=INTERVAL_LEVEL
+        ),
+    }
+
+
+def apgr_interval(gap: F64, y_weak: F64, y_strong: F64) -> tuple[float, float]:
+    """The bootstrap interval of RouteLLM's APGR over the evaluation rows (``gap``: the
+    router's preference for the strong model per row)."""
+    return ev.bootstrap_interval(
+        lambda i: ev.apgr(gap[i], y_weak[i], y_strong[i]).apgr, len(gap), level=INTERVAL_LEVEL
+    )
 
 
 def below_frontier(

@@ -7,13 +7,14 @@ import itertools
 import numpy as np
 import pytest
 
-from converters.cli import _frontier_line
+from converters.cli import _frontier_line, _summary
 from converters.datasets import SHIPPED_DATA as DATA
 from converters.evaluation.policies import (
     CurvePoint,
     apgr,
     baselines,
     best_single_index,
+    bootstrap_interval,
     choose_threshold,
     choose_utility,
     cost_quality_curve,
@@ -158,6 +159,43 @@ def test_the_report_says_where_a_router_falls_below_the_frontier_and_where_it_se
         assert 0.0 < point["call_share"]["dear"] < 1.0  # a mix: neither single model alone
     line = _frontier_line(wrong)
     assert f"at {len(below)} of {len(wrong['curve'])} λ" in line and "dear" in line
+
+
+def test_bootstrap_interval_covers_the_mean_and_narrows_with_rows() -> None:
+    rng = np.random.default_rng(5)
+    small = (rng.random(100) < 0.6).astype(np.float64)
+    large = (rng.random(10_000) < 0.6).astype(np.float64)
+    lo, hi = bootstrap_interval(lambda i: float(small[i].mean()), len(small))
+    assert lo < small.mean() < hi
+    # a 90 % interval of a proportion spans about 2 · 1.645 · sqrt(p(1 − p) / n)
+    assert hi - lo == pytest.approx(2 * 1.645 * np.sqrt(0.24 / 100), rel=0.25)
+    lo_l, hi_l = bootstrap_interval(lambda i: float(large[i].mean()), len(large), draws=300)
+    assert hi_l - lo_l < (hi - lo) / 5  # 100× the rows: a tenth of the width
+    assert bootstrap_interval(lambda i: float(small[i].mean()), 100) == (lo, hi)  # seeded
+    with pytest.raises(ValueError, match="0 < level < 1"):
+        bootstrap_interval(lambda i: 0.0, 10, level=1.0)
+
+
+def test_the_report_gives_intervals_of_what_the_test_rows_can_tell_apart() -> None:
+    rng = np.random.default_rng(4)
+    Y = (rng.random((600, 2)) < [0.6, 0.8]).astype(np.float64)
+    cost = np.array([0.1, 1.0])
+    models = ("cheap", "dear")
+    oracle = evaluate_predictions(Y, Y, Y, cost, lam=0.0, models=models)
+    iv = oracle["intervals"]
+    q = oracle["router"]["avg_quality"]
+    assert iv["level"] == 0.9
+    assert iv["router_quality"][0] < q < iv["router_quality"][1]
+    gain = q - oracle["best_single"]["avg_quality"]
+    assert 0.0 < iv["vs_best_single"][0] < gain < iv["vs_best_single"][1]  # the oracle beats it
+    lo, hi = oracle["apgr"]["interval"]
+    assert lo < oracle["apgr"]["apgr"] < hi
+    # the best single model itself (the dear one everywhere): no difference on any resample
+    same = evaluate_predictions(np.tile([0.0, 1.0], (600, 1)), Y, Y, cost, lam=0.0, models=models)
+    assert same["intervals"]["vs_best_single"] == (0.0, 0.0)
+    text = _summary(oracle, "usd")
+    assert "90% bootstrap intervals over the test rows: router quality" in text
+    assert f"{lo:.3f}–{hi:.3f}" in text
 
 
 def test_real_baselines_match_the_readme() -> None:
