@@ -10,7 +10,8 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -207,6 +208,53 @@ def _cmd_ood(args: argparse.Namespace) -> int:
         f"{o['mean_gain']:.4f}: {report['survives']:.0%} survives"
         + (f"; APGR {i['apgr']:.3f} -> {o['apgr']:.3f}" if "apgr" in i else "")
     )
+    print("\n".join(lines))
+    return 0
+
+
+def _span(iv: Sequence[float], sign: str = "") -> str:
+    return f"[{iv[0]:{sign}.3f}, {iv[1]:{sign}.3f}]"
+
+
+def _cmd_cv(args: argparse.Namespace) -> int:
+    from converters.evaluation.cv import cross_validate
+
+    kinds = args.router
+    opts = _train_options(args, Path())
+    report = cross_validate(replace(opts, router=kinds[0]), kinds, _step, _bar, args.folds)
+    if args.plot:
+        from converters.evaluation.cv import plot_cv
+
+        _step(f"plot written to {plot_cv(report, args.plot)}")
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    b = report["best_single"]
+    lines = [
+        f"{report['dataset']}: {report['folds']}-fold cross-validation over {report['rows']} "
+        f"rows, {report['featurizer']} features; best single {b['model']} "
+        f"{b['avg_quality']:.3f} @ {b['avg_cost']:.4g}; {report['level']:.0%} bootstrap "
+        "intervals in brackets",
+    ]
+    for kind, r in report["kinds"].items():
+        line = (
+            f"{kind:<10} {r['avg_quality']:.3f} {_span(r['quality_interval'])} @ "
+            f"{r['avg_cost']:.4g}  gain {r['mean_gain']:.4f} {_span(r['gain_interval'], '+')}"
+            f"  λ step {r['max_cost_jump']:.0%}  below the frontier at "
+            f"{len(r['below_frontier'])}/{len(r['curve'])} λ"
+        )
+        if "apgr" in r:
+            line += f"  APGR {r['apgr']:.3f} {_span(r['apgr_interval'])}"
+        lines.append(line)
+    first = kinds[0]
+    for kind, d in report["versus_first"].items():
+        line = (
+            f"{kind} − {first}: quality {d['quality']:+.3f} {_span(d['quality_interval'], '+')}"
+            f", gain {d['mean_gain']:+.4f} {_span(d['gain_interval'], '+')}"
+        )
+        if "apgr" in d:
+            line += f", APGR {d['apgr']:+.3f} {_span(d['apgr_interval'], '+')}"
+        lines.append(line)
     print("\n".join(lines))
     return 0
 
@@ -439,15 +487,39 @@ def _cmd_export_encoder(args: argparse.Namespace) -> int:
     return 0
 
 
-def _router_args(cmd: argparse.ArgumentParser, default: str | None = "knn") -> None:
-    """How to train a router: shared by ``train`` and ``ood``."""
-    cmd.add_argument(
-        "--router",
-        choices=ROUTER_CHOICES,
-        default=default,
-        help="auto: the kind that gains most on the validation slice; tier: quality per price "
-        "rung, routes between any priced models (default: knn; logistic from telemetry)",
-    )
+def _router_kinds(value: str) -> list[str]:
+    """``--router`` of ``cv``: comma-separated kinds."""
+    kinds = [k.strip() for k in value.split(",") if k.strip()]
+    wrong = [k for k in kinds if k not in ROUTER_CHOICES or k == "tier"]
+    if not kinds or wrong:
+        raise argparse.ArgumentTypeError(
+            f"{value!r}: expected router kinds separated by commas, from "
+            f"{', '.join(k for k in ROUTER_CHOICES if k != 'tier')}"
+        )
+    return kinds
+
+
+def _router_args(
+    cmd: argparse.ArgumentParser, default: str | None = "knn", *, many: bool = False
+) -> None:
+    """How to train a router: shared by ``train``, ``ood`` and (``many`` kinds) ``cv``."""
+    if many:
+        cmd.add_argument(
+            "--router",
+            type=_router_kinds,
+            default=_router_kinds("knn,linear,logistic"),
+            help="router kinds to compare, comma-separated; each other kind is compared with "
+            "the first (default: knn,linear,logistic)",
+        )
+    else:
+        cmd.add_argument(
+            "--router",
+            choices=ROUTER_CHOICES,
+            default=default,
+            help="auto: the kind that gains most on the validation slice; tier: quality per "
+            "price rung, routes between any priced models (default: knn; logistic from "
+            "telemetry)",
+        )
     cmd.add_argument("--featurizer", choices=FEATURIZER_KINDS, default="tfidf")
     cmd.add_argument("--seed", type=int, default=0)
     cmd.add_argument("--svd-dims", type=int, default=256, help="TF-IDF SVD size; 0 = none")
@@ -564,6 +636,37 @@ def _registry_commands(sub: Any) -> None:
     roll.set_defaults(func=_cmd_rollout)
 
 
+def _evaluation_commands(sub: Any) -> None:
+    """ood, cv, eval."""
+    ood = sub.add_parser(
+        "ood", help="out-of-domain evaluation: train without each task, test on it"
+    )
+    _data_args(ood)
+    _router_args(ood)
+    ood.add_argument("--max-folds", type=int, default=16, help="more tasks: hash groups")
+    ood.add_argument("--plot", type=Path, help="write both cost-quality curves (PNG)")
+    ood.add_argument("--json", action="store_true")
+    ood.set_defaults(func=_cmd_ood)
+
+    cv = sub.add_parser(
+        "cv", help="cross-validation: router kinds compared on every row, with intervals"
+    )
+    _data_args(cv)
+    _router_args(cv, many=True)
+    cv.add_argument("--folds", type=int, default=5)
+    cv.add_argument("--plot", type=Path, help="write every kind's cost-quality curve (PNG)")
+    cv.add_argument("--json", action="store_true")
+    cv.set_defaults(func=_cmd_cv)
+
+    evaluate = sub.add_parser("eval", help="evaluate a bundle on a dataset's test rows")
+    evaluate.add_argument("--bundle", type=Path, required=True)
+    _data_args(evaluate)
+    evaluate.add_argument("--cost-weight", type=float, help="λ (default: the bundle's)")
+    evaluate.add_argument("--plot", type=Path, help="write the cost-quality curve (PNG)")
+    evaluate.add_argument("--json", action="store_true")
+    evaluate.set_defaults(func=_cmd_eval)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="routeiq-bundle", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -612,23 +715,7 @@ def _parser() -> argparse.ArgumentParser:
     _sign_arg(train)
     train.set_defaults(func=_cmd_train)
 
-    ood = sub.add_parser(
-        "ood", help="out-of-domain evaluation: train without each task, test on it"
-    )
-    _data_args(ood)
-    _router_args(ood)
-    ood.add_argument("--max-folds", type=int, default=16, help="more tasks: hash groups")
-    ood.add_argument("--plot", type=Path, help="write both cost-quality curves (PNG)")
-    ood.add_argument("--json", action="store_true")
-    ood.set_defaults(func=_cmd_ood)
-
-    evaluate = sub.add_parser("eval", help="evaluate a bundle on a dataset's test rows")
-    evaluate.add_argument("--bundle", type=Path, required=True)
-    _data_args(evaluate)
-    evaluate.add_argument("--cost-weight", type=float, help="λ (default: the bundle's)")
-    evaluate.add_argument("--plot", type=Path, help="write the cost-quality curve (PNG)")
-    evaluate.add_argument("--json", action="store_true")
-    evaluate.set_defaults(func=_cmd_eval)
+    _evaluation_commands(sub)
 
     calibrate = sub.add_parser("calibrate", help="set a bundle's default λ for a target")
     calibrate.add_argument("--bundle", type=Path, required=True)

@@ -46,6 +46,7 @@ __all__ = [
     "FittedRouter",
     "TrainOptions",
     "TrainResult",
+    "featurize_training",
     "fit_router",
     "load_for_training",
     "model_costs",
@@ -256,6 +257,16 @@ class FittedRouter:
         return predict_quality(self.model.SerializeToString(), X)
 
 
+def featurize_training(
+    opts: TrainOptions, train: RoutingDataset, holdout: Sequence[str], *, step: Step, bar: Bar
+) -> tuple[BuiltFeaturizer, npt.NDArray[np.float32]]:
+    """The featurizer fitted on ``train`` rows (``holdout`` texts check its parity) and the
+    training rows' features, computed by the exported graph."""
+    step(f"fit featurizer {opts.featurizer}")
+    built = build_featurizer(opts.featurizer, train.queries, holdout[:256], svd_dims=opts.svd_dims)
+    return built, _features(built, train, bar, "train")
+
+
 def fit_router(
     opts: TrainOptions,
     ds: RoutingDataset,
@@ -265,12 +276,13 @@ def fit_router(
     cost: F64,
     step: Step,
     bar: Bar,
+    features: tuple[BuiltFeaturizer, npt.NDArray[np.float32]] | None = None,
 ) -> FittedRouter:
     """Featurizer and router on ``train`` rows of ``ds`` (λ and, for ``auto``, the kind chosen
-    on a validation slice of them); ``holdout`` texts check the featurizer's parity."""
-    step(f"fit featurizer {opts.featurizer}")
-    built = build_featurizer(opts.featurizer, train.queries, holdout[:256], svd_dims=opts.svd_dims)
-    X_train = _features(built, train, bar, "train")
+    on a validation slice of them); ``holdout`` texts check the featurizer's parity.
+    ``features``: :func:`featurize_training` of the same rows and options, when several
+    routers share one featurizer."""
+    built, X_train = features or featurize_training(opts, train, holdout, step=step, bar=bar)
     Y_train = train.quality.astype(np.float64)
     Y_fit = Y_train
     if train.task is not None and opts.task_smoothing < 1.0:

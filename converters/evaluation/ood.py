@@ -27,7 +27,7 @@ from converters.evaluation import policies as ev
 from converters.evaluation.report import curve_axes, curve_points, save_plot, single_models
 from converters.train import TrainOptions, fit_router, load_for_training, model_costs
 
-__all__ = ["MAX_FOLDS", "out_of_domain", "plot_ood", "task_folds"]
+__all__ = ["MAX_FOLDS", "out_of_domain", "plot_ood", "quiet", "task_folds"]
 
 F64 = npt.NDArray[np.float64]
 MAX_FOLDS = 16
@@ -49,7 +49,7 @@ def task_folds(tasks: Sequence[str], max_folds: int = MAX_FOLDS) -> dict[str, li
     }
 
 
-def _quiet(message: str) -> None:
+def quiet(message: str) -> None:
     """Each fit's own stages: not shown (the folds' progress is)."""
     del message
 
@@ -85,7 +85,7 @@ def out_of_domain(
     cost = np.array([costs[m] for m in ds.models], dtype=np.float64)
     train, test = ds.train(), ds.test()
     step("in domain: all training tasks")
-    full = fit_router(opts, ds, train, test.queries, cost=cost, step=_quiet, bar=bar)
+    full = fit_router(opts, ds, train, test.queries, cost=cost, step=quiet, bar=bar)
     cols, weighed_in = full.outputs.columns, full.outputs.policy_cost()
     c = cost[cols]
     weighed = c if weighed_in is None else weighed_in
@@ -102,7 +102,7 @@ def out_of_domain(
         step(f"fold {i}: hold out {fold} ({int(held.sum())} test rows)")
         rest = train.subset(~np.isin(train_tasks, names), "-ood")
         queries = [q for q, h in zip(test.queries, held, strict=True) if h]
-        fitted = fit_router(opts, ds, rest, queries, cost=cost, step=_quiet, bar=bar)
+        fitted = fit_router(opts, ds, rest, queries, cost=cost, step=quiet, bar=bar)
         S_ood[held] = fitted.scores(queries)
         lam_ood[held] = fitted.validated.lam
         best = ev.best_single_index(rest.quality[:, cols], c)

@@ -260,3 +260,39 @@ def test_ood_holds_out_each_task_and_reports_what_survives(data: Path, tmp_path:
     assert (tmp_path / "ood.png").stat().st_size > 10_000
     argv = ["ood", "--data", str(data), "--format", "wide", "--router", "tier"]
     assert main(argv) == 2  # the message says to use eval
+
+
+def test_cv_scores_every_row_out_of_fold_and_tells_kinds_apart(
+    data: Path, tmp_path: Path
+) -> None:
+    from converters.datasets import load
+    from converters.evaluation.cv import fold_of
+
+    argv = ["cv", "--data", str(data), "--format", "wide", "--router", "fixed,linear"]
+    argv += ["--folds", "3", "--svd-dims", "32", "--plot", str(tmp_path / "cv.png")]
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        assert main([*argv, "--json"]) == 0
+    report = json.loads(buf.getvalue())
+    assert report["rows"] == load(data, "wide").n_queries  # both splits, each row scored once
+    fixed, linear = report["kinds"]["fixed"], report["kinds"]["linear"]
+    for r in (fixed, linear):
+        lo, hi = r["quality_interval"]
+        assert lo < r["avg_quality"] < hi
+        assert 0.0 <= r["max_cost_jump"] <= 1.0
+    assert fixed["mean_gain"] == pytest.approx(0.0, abs=1e-9)  # one model for every prompt
+    d = report["versus_first"]["linear"]
+    assert d["mean_gain"] == pytest.approx(linear["mean_gain"] - fixed["mean_gain"])
+    assert d["gain_interval"][0] > 0.0  # the prompts carry signal: linear is better, surely
+    assert (tmp_path / "cv.png").stat().st_size > 10_000
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        assert main(argv) == 0
+    text = buf.getvalue()
+    assert "3-fold cross-validation" in text and "linear − fixed: quality" in text
+    with pytest.raises(SystemExit):
+        main(["cv", "--data", str(data), "--format", "wide", "--router", "linear,tier"])
+    with pytest.raises(ValueError, match="at least 2 folds"):
+        fold_of(["a"], 1)
+    folds = fold_of(["same", "other", "same"], 4)
+    assert folds[0] == folds[2] and 0 <= folds.min() and folds.max() < 4
