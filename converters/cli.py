@@ -242,6 +242,7 @@ def _cmd_cv(args: argparse.Namespace) -> int:
             f"{r['avg_cost']:.4g}  gain {r['mean_gain']:.4f} {_span(r['gain_interval'], '+')}"
             f"  λ step {r['max_cost_jump']:.0%}  below the frontier at "
             f"{len(r['below_frontier'])}/{len(r['curve'])} λ"
+            + (f" (worst −{r['worst_shortfall']:.4f})" if r["below_frontier"] else "")
         )
         if "apgr" in r:
             line += f"  APGR {r['apgr']:.3f} {_span(r['apgr_interval'])}"

@@ -9,7 +9,8 @@ split, and a paired comparison: all kinds are judged on the same rows.
 
 Reported per kind, pooled over the rows: the quality and cost at each fold's calibrated λ, the
 mean quality gain above the single-model frontier over the λ sweep, the largest cost step between
-neighbouring λ, the rows the curve falls below the frontier, and for two models APGR — each with a
+neighbouring λ, the λ where the curve falls below the frontier (and by how much at worst), and
+for two models APGR — each with a
 90 % bootstrap interval over the rows; for every other kind, the paired difference from the first
 one (same resampled rows) with its interval. An interval that holds 0 means these rows cannot
 tell the two kinds apart.
@@ -107,6 +108,7 @@ def _kind_report(
         "gain_interval": _interval(lambda i: _gain(S[i], Y[i], cost, weighed), n, draws=GAIN_DRAWS),
         "max_cost_jump": max_cost_jump(curve, float(np.max(cost))),
         "below_frontier": [p.lam for p, _ in below],
+        "worst_shortfall": max((reach - p.avg_quality for p, reach in below), default=0.0),
         "curve": curve_points(curve),
     }
     if Y.shape[1] == 2:

@@ -280,6 +280,7 @@ def test_cv_scores_every_row_out_of_fold_and_tells_kinds_apart(
         lo, hi = r["quality_interval"]
         assert lo < r["avg_quality"] < hi
         assert 0.0 <= r["max_cost_jump"] <= 1.0
+        assert (r["worst_shortfall"] > 0) == bool(r["below_frontier"])
     assert fixed["mean_gain"] == pytest.approx(0.0, abs=1e-9)  # one model for every prompt
     d = report["versus_first"]["linear"]
     assert d["mean_gain"] == pytest.approx(linear["mean_gain"] - fixed["mean_gain"])
