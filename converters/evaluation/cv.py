@@ -69,16 +69,16 @@ class _Scored:
         self.S = np.full((n, m), np.nan)
         self.lam = np.zeros(n)
 
-    def choice(self, weighed: F64) -> IntArray:
+    def choice(self, cost: F64) -> IntArray:
         out = np.zeros(len(self.S), dtype=np.int64)
         for lam in np.unique(self.lam):
             rows = self.lam == lam
-            out[rows] = ev.choose_utility(self.S[rows], weighed, float(lam))
+            out[rows] = ev.choose_utility(self.S[rows], cost, float(lam))
         return out
 
 
-def _gain(S: F64, Y: F64, cost: F64, weighed: F64) -> float:
-    return ev.sweep(S, Y, cost, weighed)[1].mean_gain
+def _gain(S: F64, Y: F64, cost: F64) -> float:
+    return ev.sweep(S, Y, cost)[1].mean_gain
 
 
 def _apgr(S: F64, Y: F64, strong: int) -> float:
@@ -90,14 +90,12 @@ def _interval(stat: Callable[[IntArray], float], n: int, draws: int = 1000) -> l
     return list(ev.bootstrap_interval(stat, n, level=INTERVAL_LEVEL, draws=draws))
 
 
-def _kind_report(
-    scored: _Scored, Y: F64, cost: F64, weighed: F64, names: Sequence[str]
-) -> dict[str, Any]:
+def _kind_report(scored: _Scored, Y: F64, cost: F64, names: Sequence[str]) -> dict[str, Any]:
     S, n = scored.S, len(Y)
-    choice = scored.choice(weighed)
+    choice = scored.choice(cost)
     got = Y[np.arange(n), choice]
     at_lam = ev.evaluate_choice(choice, Y, cost)
-    curve, gain = ev.sweep(S, Y, cost, weighed)
+    curve, gain = ev.sweep(S, Y, cost)
     below = ev.frontier_shortfalls(curve, ev.single_points(Y, cost))
     out: dict[str, Any] = {
         "avg_quality": at_lam.avg_quality,
@@ -105,7 +103,7 @@ def _kind_report(
         "call_share": dict(zip(names, at_lam.call_share, strict=True)),
         "quality_interval": _interval(lambda i: float(got[i].mean()), n),
         "mean_gain": gain.mean_gain,
-        "gain_interval": _interval(lambda i: _gain(S[i], Y[i], cost, weighed), n, draws=GAIN_DRAWS),
+        "gain_interval": _interval(lambda i: _gain(S[i], Y[i], cost), n, draws=GAIN_DRAWS),
         "max_cost_jump": max_cost_jump(curve, float(np.max(cost))),
         "below_frontier": [p.lam for p, _ in below],
         "worst_shortfall": max((reach - p.avg_quality for p, reach in below), default=0.0),
@@ -118,17 +116,17 @@ def _kind_report(
     return out
 
 
-def _paired(a: _Scored, b: _Scored, Y: F64, cost: F64, weighed: F64) -> dict[str, Any]:
+def _paired(a: _Scored, b: _Scored, Y: F64, cost: F64) -> dict[str, Any]:
     """``b`` minus ``a`` on the same resampled rows."""
     n = len(Y)
     rows = np.arange(n)
-    got_a, got_b = Y[rows, a.choice(weighed)], Y[rows, b.choice(weighed)]
+    got_a, got_b = Y[rows, a.choice(cost)], Y[rows, b.choice(cost)]
     out: dict[str, Any] = {
         "quality": float((got_b - got_a).mean()),
         "quality_interval": _interval(lambda i: float((got_b[i] - got_a[i]).mean()), n),
-        "mean_gain": _gain(b.S, Y, cost, weighed) - _gain(a.S, Y, cost, weighed),
+        "mean_gain": _gain(b.S, Y, cost) - _gain(a.S, Y, cost),
         "gain_interval": _interval(
-            lambda i: _gain(b.S[i], Y[i], cost, weighed) - _gain(a.S[i], Y[i], cost, weighed),
+            lambda i: _gain(b.S[i], Y[i], cost) - _gain(a.S[i], Y[i], cost),
             n,
             draws=GAIN_DRAWS,
         ),
@@ -191,8 +189,8 @@ def cross_validate(
         "level": INTERVAL_LEVEL,
         "best_single": _best_single(ds.models, Y, cost),
         "single_models": single_models(ds.models, Y, cost),
-        "kinds": {k: _kind_report(scored[k], Y, cost, cost, ds.models) for k in kinds},
-        "versus_first": {k: _paired(first, scored[k], Y, cost, cost) for k in kinds[1:]},
+        "kinds": {k: _kind_report(scored[k], Y, cost, ds.models) for k in kinds},
+        "versus_first": {k: _paired(first, scored[k], Y, cost) for k in kinds[1:]},
     }
 
 
