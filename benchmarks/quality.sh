@@ -2,7 +2,8 @@
 # Routing-quality report: trains the reference bundles (once) and evaluates them on the held-out
 # test rows (tier bundles also on the other datasets' test rows), writing JSON reports and
 # cost-quality plots to benchmarks/results/quality/.
-# The MiniLM bundles featurize ~14k MMLU prompts: allow about half an hour on one core.
+# The MiniLM bundles featurize ~14k MMLU prompts, and its cross-validation 5 × 14k: allow about
+# an hour on one core.
 #   benchmarks/quality.sh [DATA_DIR]      (default converters/data, shipped with the project)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -111,4 +112,45 @@ evaluate gsm8k-tier-tfidf gsm8k-tier-tfidf-on-llmrouter llmrouter "$DATA/llmrout
 # Out of domain: each task (LLMRouter) or group of MMLU subjects never seen in training.
 ood llmrouter-knn-tfidf llmrouter "$DATA/llmrouter" knn tfidf
 ood mmlu-linear-tfidf routellm "$DATA/routellm" linear tfidf
+# Cross-validation: router kinds on every row (both splits), with bootstrap intervals and paired
+# differences from the first kind (cv in docs/routers.md).
+cv() {  # name format data featurizer kinds [train options]
+    local name=$1 fmt=$2 data=$3 feat=$4 kinds=$5
+    shift 5
+    echo "== cross-validation: $name ($kinds $*)"
+    "$BIN/routeiq-bundle" cv --data "$data" --format "$fmt" --featurizer "$feat" \
+        --router "$kinds" --plot "$OUT/cv-$name.png" --json "$@" > "$OUT/cv-$name.json"
+    "$BIN/python" - "$OUT/cv-$name.json" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+b = r["best_single"]
+print(f"  {r['rows']} rows, {r['folds']} folds: best single {b['avg_quality']:.3f} @ {b['avg_cost']:.4g}")
+span = lambda iv: f"{iv[0]:.3f} to {iv[1]:.3f}"
+for kind, k in r["kinds"].items():
+    line = (f"  {kind:<9} {k['avg_quality']:.3f} ({span(k['quality_interval'])}) @ "
+            f"{k['avg_cost']:.4g}  |  gain {k['mean_gain']:.4f}, λ step {k['max_cost_jump']:.0%}"
+            f"  |  below the frontier at {len(k['below_frontier'])}/{len(k['curve'])} λ"
+            + (f" (worst −{k['worst_shortfall']:.4f})" if k["below_frontier"] else ""))
+    if "apgr" in k:
+        line += f"  |  APGR {k['apgr']:.3f} ({span(k['apgr_interval'])})"
+    print(line)
+for kind, d in r["versus_first"].items():
+    line = f"  {kind} minus {next(iter(r['kinds']))}: gain {d['mean_gain']:+.4f} ({span(d['gain_interval'])})"
+    if "apgr" in d:
+        line += f", APGR {d['apgr']:+.3f} ({span(d['apgr_interval'])})"
+    print(line)
+PY
+}
+cv llmrouter-tfidf llmrouter "$DATA/llmrouter" tfidf knn,linear,logistic,auto
+cv mmlu-tfidf routellm "$DATA/routellm" tfidf linear,knn,logistic
+cv gsm8k-tfidf routellm-gsm8k "$DATA/routellm" tfidf linear,knn,logistic
+cv gsm8k-minilm routellm-gsm8k "$DATA/routellm" minilm knn,linear,logistic
+cv mmlu-minilm routellm "$DATA/routellm" minilm knn,linear,logistic
+# The smooth-knob recipe (Platt scaling, no task smoothing) for every kind.
+cv llmrouter-tfidf-platt-nosmooth llmrouter "$DATA/llmrouter" tfidf knn,linear,logistic \
+    --calibration platt --task-smoothing 1
+cv mmlu-tfidf-platt-nosmooth routellm "$DATA/routellm" tfidf linear,knn,logistic \
+    --calibration platt --task-smoothing 1
+cv gsm8k-tfidf-platt-nosmooth routellm-gsm8k "$DATA/routellm" tfidf linear,knn,logistic \
+    --calibration platt --task-smoothing 1
 echo "reports and plots in $OUT"
