@@ -10,10 +10,9 @@ split, and a paired comparison: all kinds are judged on the same rows.
 Reported per kind, pooled over the rows: the quality and cost at each fold's calibrated λ, the
 mean quality gain above the single-model frontier over the λ sweep, the largest cost step between
 neighbouring λ, the λ where the curve falls below the frontier (and by how much at worst), and
-for two models APGR — each with a
-90 % bootstrap interval over the rows; for every other kind, the paired difference from the first
-one (same resampled rows) with its interval. An interval that holds 0 means these rows cannot
-tell the two kinds apart.
+for two models APGR — each with a 90 % bootstrap interval over the rows; for every other kind,
+the paired difference from the first one (same resampled rows) with its interval. An interval
+that holds 0 means these rows cannot tell the two kinds apart.
 """
 
 from __future__ import annotations
@@ -37,6 +36,7 @@ from converters.evaluation.report import (
     save_plot,
     single_models,
 )
+from converters.features.build import encode_all
 from converters.train import (
     Bar,
     Step,
@@ -45,6 +45,7 @@ from converters.train import (
     fit_router,
     load_for_training,
     model_costs,
+    predict_quality,
 )
 
 __all__ = ["GAIN_DRAWS", "cross_validate", "fold_of", "plot_cv"]
@@ -165,6 +166,7 @@ def cross_validate(
         queries = [q for q, h in zip(ds.queries, held, strict=True) if h]
         step(f"fold {f + 1}/{folds}: train on {int((~held).sum())} rows, score {int(held.sum())}")
         features = featurize_training(opts, rest, queries, step=quiet, bar=bar)
+        X_held = encode_all(features[0], queries, bar("featurize fold", len(queries)))
         for kind in kinds:
             fitted = fit_router(
                 replace(opts, router=kind),
@@ -176,7 +178,7 @@ def cross_validate(
                 bar=bar,
                 features=features,
             )
-            scored[kind].S[held] = fitted.scores(queries)
+            scored[kind].S[held] = predict_quality(fitted.model.SerializeToString(), X_held)
             scored[kind].lam[held] = fitted.validated.lam
     step(f"bootstrap intervals over {len(Y)} rows")
     first = scored[kinds[0]]
