@@ -262,9 +262,7 @@ def test_ood_holds_out_each_task_and_reports_what_survives(data: Path, tmp_path:
     assert main(argv) == 2  # the message says to use eval
 
 
-def test_cv_scores_every_row_out_of_fold_and_tells_kinds_apart(
-    data: Path, tmp_path: Path
-) -> None:
+def test_cv_scores_every_row_out_of_fold_and_tells_kinds_apart(data: Path, tmp_path: Path) -> None:
     from converters.datasets import load
     from converters.evaluation.cv import fold_of
 
@@ -296,4 +294,4 @@ def test_cv_scores_every_row_out_of_fold_and_tells_kinds_apart(
     with pytest.raises(ValueError, match="at least 2 folds"):
         fold_of(["a"], 1)
     folds = fold_of(["same", "other", "same"], 4)
-    assert folds[0] == folds[2] and 0 <= folds.min() and folds.max() < 4
+    assert folds[0] == folds[2] and folds.min() >= 0 and folds.max() < 4
