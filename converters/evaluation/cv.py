@@ -30,6 +30,7 @@ from converters.evaluation import policies as ev
 from converters.evaluation.ood import quiet
 from converters.evaluation.report import (
     INTERVAL_LEVEL,
+    apgr_interval,
     curve_axes,
     curve_points,
     max_cost_jump,
@@ -64,27 +65,29 @@ def fold_of(queries: Sequence[str], folds: int) -> IntArray:
 
 
 class _Scored:
-    """One kind's out-of-fold scores and each row's calibrated λ (its fold's)."""
+    """One kind's out-of-fold scores and each row's calibrated λ (its fold's); once every
+    fold is in, :meth:`settle` sets each row's choice at that λ and the quality it gets, and
+    ``report`` is its :func:`_kind_report`."""
 
     def __init__(self, n: int, m: int) -> None:
         self.S = np.full((n, m), np.nan)
         self.lam = np.zeros(n)
+        self.choice = np.zeros(n, dtype=np.int64)
+        self.got = np.zeros(n)
+        self.report: dict[str, Any] = {}
 
-    def choice(self, cost: F64) -> IntArray:
-        out = np.zeros(len(self.S), dtype=np.int64)
-        for lam in np.unique(self.lam):
-            rows = self.lam == lam
-            out[rows] = ev.choose_utility(self.S[rows], cost, float(lam))
-        return out
+    def settle(self, Y: F64, cost: F64) -> None:
+        self.choice = ev.choose_utility_per_row(self.S, cost, self.lam)
+        self.got = Y[np.arange(len(Y)), self.choice]
 
 
 def _gain(S: F64, Y: F64, cost: F64) -> float:
     return ev.sweep(S, Y, cost)[1].mean_gain
 
 
-def _apgr(S: F64, Y: F64, strong: int) -> float:
-    weak = 1 - strong
-    return ev.apgr(S[:, strong] - S[:, weak], Y[:, weak], Y[:, strong]).apgr
+def _gap(S: F64, strong: int) -> F64:
+    """The router's preference for the strong model of two (what APGR ranks rows by)."""
+    return np.asarray(S[:, strong] - S[:, 1 - strong], dtype=np.float64)
 
 
 def _interval(stat: Callable[[IntArray], float], n: int, draws: int = 1000) -> list[float]:
@@ -92,10 +95,8 @@ def _interval(stat: Callable[[IntArray], float], n: int, draws: int = 1000) -> l
 
 
 def _kind_report(scored: _Scored, Y: F64, cost: F64, names: Sequence[str]) -> dict[str, Any]:
-    S, n = scored.S, len(Y)
-    choice = scored.choice(cost)
-    got = Y[np.arange(n), choice]
-    at_lam = ev.evaluate_choice(choice, Y, cost)
+    S, got, n = scored.S, scored.got, len(Y)
+    at_lam = ev.evaluate_choice(scored.choice, Y, cost)
     curve, gain = ev.sweep(S, Y, cost)
     below = ev.frontier_shortfalls(curve, ev.single_points(Y, cost))
     out: dict[str, Any] = {
@@ -112,20 +113,20 @@ def _kind_report(scored: _Scored, Y: F64, cost: F64, names: Sequence[str]) -> di
     }
     if Y.shape[1] == 2:
         strong = int(np.argmax(cost))
-        out["apgr"] = _apgr(S, Y, strong)
-        out["apgr_interval"] = _interval(lambda i: _apgr(S[i], Y[i], strong), n)
+        gap, weak = _gap(S, strong), 1 - strong
+        out["apgr"] = ev.apgr(gap, Y[:, weak], Y[:, strong]).apgr
+        out["apgr_interval"] = list(apgr_interval(gap, Y[:, weak], Y[:, strong]))
     return out
 
 
 def _paired(a: _Scored, b: _Scored, Y: F64, cost: F64) -> dict[str, Any]:
     """``b`` minus ``a`` on the same resampled rows."""
-    n = len(Y)
-    rows = np.arange(n)
-    got_a, got_b = Y[rows, a.choice(cost)], Y[rows, b.choice(cost)]
+    got_a, got_b, n = a.got, b.got, len(Y)
+    rep_a, rep_b = a.report, b.report
     out: dict[str, Any] = {
         "quality": float((got_b - got_a).mean()),
         "quality_interval": _interval(lambda i: float((got_b[i] - got_a[i]).mean()), n),
-        "mean_gain": _gain(b.S, Y, cost) - _gain(a.S, Y, cost),
+        "mean_gain": rep_b["mean_gain"] - rep_a["mean_gain"],
         "gain_interval": _interval(
             lambda i: _gain(b.S[i], Y[i], cost) - _gain(a.S[i], Y[i], cost),
             n,
@@ -134,10 +135,14 @@ def _paired(a: _Scored, b: _Scored, Y: F64, cost: F64) -> dict[str, Any]:
     }
     if Y.shape[1] == 2:
         strong = int(np.argmax(cost))
-        out["apgr"] = _apgr(b.S, Y, strong) - _apgr(a.S, Y, strong)
-        out["apgr_interval"] = _interval(
-            lambda i: _apgr(b.S[i], Y[i], strong) - _apgr(a.S[i], Y[i], strong), n
-        )
+        gap_a, gap_b, weak = _gap(a.S, strong), _gap(b.S, strong), 1 - strong
+
+        def diff(i: IntArray) -> float:
+            yw, ys = Y[i, weak], Y[i, strong]
+            return ev.apgr(gap_b[i], yw, ys).apgr - ev.apgr(gap_a[i], yw, ys).apgr
+
+        out["apgr"] = rep_b["apgr"] - rep_a["apgr"]
+        out["apgr_interval"] = _interval(diff, n)
     return out
 
 
@@ -181,6 +186,9 @@ def cross_validate(
             scored[kind].S[held] = predict_quality(fitted.model.SerializeToString(), X_held)
             scored[kind].lam[held] = fitted.validated.lam
     step(f"bootstrap intervals over {len(Y)} rows")
+    for k in kinds:
+        scored[k].settle(Y, cost)
+        scored[k].report = _kind_report(scored[k], Y, cost, ds.models)
     first = scored[kinds[0]]
     return {
         "dataset": ds.name.split(":")[0],
@@ -191,7 +199,7 @@ def cross_validate(
         "level": INTERVAL_LEVEL,
         "best_single": _best_single(ds.models, Y, cost),
         "single_models": single_models(ds.models, Y, cost),
-        "kinds": {k: _kind_report(scored[k], Y, cost, ds.models) for k in kinds},
+        "kinds": {k: scored[k].report for k in kinds},
         "versus_first": {k: _paired(first, scored[k], Y, cost) for k in kinds[1:]},
     }
 

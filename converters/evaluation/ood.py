@@ -118,11 +118,7 @@ def out_of_domain(
         )
     covered = ~np.isnan(S_ood).any(axis=1)
     S_o, S_i, Y = S_ood[covered], S_in[covered], Y_test[covered]
-    lams = lam_ood[covered]
-    routed = np.zeros(len(Y), dtype=np.int64)  # each fold's rows at that fold's λ
-    for lam in np.unique(lams):
-        rows = lams == lam
-        routed[rows] = ev.choose_utility(S_o[rows], weighed, float(lam))
+    routed = ev.choose_utility_per_row(S_o, weighed, lam_ood[covered])  # each fold at its λ
     ood_point = ev.evaluate_choice(routed, Y, c)
     curve_in, gain_in = _curve(S_i, Y, c, weighed)
     curve_ood, gain_ood = _curve(S_o, Y, c, weighed)

@@ -7,7 +7,8 @@ Inputs, for ``n`` evaluation queries and ``m`` models:
 * ``cost`` float ``[m]`` (per model: USD per query, or a relative price such as the blended
   USD per 1M tokens) or ``[n, m]`` (measured USD per query). Average costs are in the same unit.
 
-Policies: :func:`choose_utility` (argmax of ``S − λ·cost``) and :func:`choose_threshold`
+Policies: :func:`choose_utility` (argmax of ``S − λ·cost``; :func:`choose_utility_per_row`
+with a λ per row) and :func:`choose_threshold`
 (cheapest model predicted to reach quality ``q``). :func:`evaluate_choice` turns choices into
 average quality, average cost and per-model call shares. Baselines: :func:`baselines` (best
 single model by training mean, oracle, expected random pick). Two-model sets:
@@ -37,6 +38,7 @@ __all__ = [
     "bootstrap_interval",
     "choose_threshold",
     "choose_utility",
+    "choose_utility_per_row",
     "cost_quality_curve",
     "default_lambdas",
     "evaluate_choice",
@@ -124,6 +126,20 @@ def choose_utility(S: npt.ArrayLike, cost: npt.ArrayLike, lam: float) -> IntArra
     s = _as2d(S, "S")
     c = _cost_matrix(cost, s.shape)
     return _argmax_cheapest(s - lam * c, c)
+
+
+def choose_utility_per_row(S: npt.ArrayLike, cost: npt.ArrayLike, lams: npt.ArrayLike) -> IntArray:
+    """:func:`choose_utility` with each row's own λ (``lams [n]``): rows scored by routers
+    calibrated apart, such as the folds of a cross-validation, each at its router's λ."""
+    s = _as2d(S, "S")
+    lam = np.asarray(lams, dtype=np.float64)
+    if lam.shape != (len(s),):
+        raise ValueError(f"lams must have shape ({len(s)},), got {lam.shape}")
+    out = np.zeros(len(s), dtype=np.int64)
+    for value in np.unique(lam):
+        rows = lam == value
+        out[rows] = choose_utility(s[rows], cost, float(value))
+    return out
 
 
 def choose_threshold(S: npt.ArrayLike, cost: npt.ArrayLike, q: float) -> IntArray:
