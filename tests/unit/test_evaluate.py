@@ -17,6 +17,7 @@ from converters.evaluation.policies import (
     bootstrap_interval,
     choose_threshold,
     choose_utility,
+    choose_utility_per_row,
     cost_quality_curve,
     default_lambdas,
     evaluate_choice,
@@ -39,6 +40,20 @@ def test_choose_utility_prefers_cheaper_on_ties_and_trades_cost() -> None:
     assert list(choose_utility(S, per_query, 0.0)) == [0, 1]
     with pytest.raises(ValueError, match="cost must be"):
         choose_utility(S, np.ones(4), 0.0)
+
+
+def test_choose_utility_per_row_routes_each_row_at_its_own_lambda() -> None:
+    S = np.array([[0.5, 0.9], [0.5, 0.9], [0.5, 0.9]])
+    cost = np.array([0.0, 1.0])
+    lams = np.array([0.0, 1.0, 0.1])  # the dear model's edge of 0.4 beats a cost of 0.1, not 1
+    assert choose_utility_per_row(S, cost, lams).tolist() == [1, 0, 1]
+    for lam in np.unique(lams):
+        rows = lams == lam
+        assert (
+            choose_utility_per_row(S, cost, lams)[rows] == choose_utility(S[rows], cost, lam)
+        ).all()
+    with pytest.raises(ValueError, match="lams must have shape"):
+        choose_utility_per_row(S, cost, [0.0])
 
 
 def test_choose_threshold_takes_cheapest_good_enough() -> None:
